@@ -1,0 +1,3 @@
+"""Browser WebSocket routes."""
+
+websocket_urlpatterns: list = []

@@ -1,0 +1,3 @@
+"""Device WebSocket routes."""
+
+websocket_urlpatterns: list = []
