@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from zoneinfo import ZoneInfo, available_timezones
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -16,6 +16,7 @@ from django.db import models
 from django.utils import timezone
 
 from devices import catalogue
+from devices.rules import Violation, timezone_names
 
 
 def _choices(mapping: dict[str, str]) -> list[tuple[str, str]]:
@@ -23,8 +24,23 @@ def _choices(mapping: dict[str, str]) -> list[tuple[str, str]]:
 
 
 def validate_timezone(value: str) -> None:
-    if value not in available_timezones():
+    if value not in timezone_names():
         raise ValidationError(f"{value!r} is not a time zone name such as Europe/Brussels.")
+
+
+class InstallationRules:
+    """Mixin for the parts of an installation: ``clean()`` refuses an edit that breaks a rule.
+
+    The rules are those of :mod:`devices.rules`, applied to the whole installation with this
+    object's pending values (and those of its in-memory parents) laid over the stored rows, so a
+    form shows exactly the message the import command prints.
+    """
+
+    def clean(self) -> None:
+        super().clean()
+        from devices.installation import check_pending
+
+        check_pending(self)
 
 
 class LocationQuerySet(models.QuerySet):
@@ -37,7 +53,7 @@ class LocationQuerySet(models.QuerySet):
         return self.filter(memberships__user=user).distinct()
 
 
-class Location(models.Model):
+class Location(InstallationRules, models.Model):
     name = models.CharField(max_length=120)
     address = models.CharField(max_length=250, blank=True)
     timezone = models.CharField(max_length=64, default="Europe/Brussels", validators=[validate_timezone])
@@ -58,6 +74,12 @@ class Location(models.Model):
     @property
     def zoneinfo(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    def installation_violations(self) -> list[Violation]:
+        """Every installation rule this location breaks, as the import command would report it."""
+        from devices.installation import location_violations
+
+        return location_violations(self)
 
     def role_of(self, user) -> str | None:
         """The user's role here ("owner", "viewer", "installer"), "staff", or None."""
@@ -90,7 +112,7 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-class Gateway(models.Model):
+class Gateway(InstallationRules, models.Model):
     location = models.OneToOneField(Location, on_delete=models.CASCADE, related_name="gateway")
     model = models.CharField(max_length=16, choices=_choices(catalogue.GATEWAY_MODELS))
     serial = models.CharField(max_length=64, unique=True)
@@ -123,7 +145,7 @@ class Gateway(models.Model):
         return cls.objects.select_related("location").filter(token_hash=hash_token(token)).first()
 
 
-class PowerBox(models.Model):
+class PowerBox(InstallationRules, models.Model):
     location = models.OneToOneField(Location, on_delete=models.CASCADE, related_name="powerbox")
     serial = models.CharField(max_length=64, unique=True)
     bus_a_length_m = models.FloatField("CT bus (A) length (m)", null=True, blank=True)
@@ -137,7 +159,7 @@ class PowerBox(models.Model):
         return f"Power Box {self.serial}"
 
 
-class CtModule(models.Model):
+class CtModule(InstallationRules, models.Model):
     """A module on bus A: a CT Hub (inputs A–D) or a Solid Core 3-Phase CT (inputs A–C)."""
 
     HUB, SOLID_CORE = "hub", "solid-core"
@@ -160,7 +182,7 @@ class CtModule(models.Model):
         return catalogue.CT_HUB_INPUTS if self.kind == self.HUB else catalogue.SOLID_CORE_INPUTS
 
 
-class CtInput(models.Model):
+class CtInput(InstallationRules, models.Model):
     module = models.ForeignKey(CtModule, on_delete=models.CASCADE, related_name="inputs")
     letter = models.CharField(max_length=1)
     ct_type = models.CharField("CT type", max_length=24, choices=[(t, t) for t in catalogue.CT_TYPES])
@@ -183,7 +205,7 @@ class CtInput(models.Model):
         return catalogue.CT_TYPES[self.ct_type]
 
 
-class InputModule(models.Model):
+class InputModule(InstallationRules, models.Model):
     location = models.ForeignKey(Location, on_delete=models.CASCADE, related_name="input_modules")
     serial = models.CharField(max_length=64, unique=True)
 
@@ -195,7 +217,7 @@ class InputModule(models.Model):
         return f"Input module {self.serial}"
 
 
-class DigitalInput(models.Model):
+class DigitalInput(InstallationRules, models.Model):
     module = models.ForeignKey(InputModule, on_delete=models.CASCADE, related_name="inputs")
     number = models.CharField(max_length=1)
     name = models.CharField(max_length=80)
@@ -215,7 +237,7 @@ class DigitalInput(models.Model):
         return f"{self.module.serial}/{self.number}"
 
 
-class OutputModule(models.Model):
+class OutputModule(InstallationRules, models.Model):
     location = models.ForeignKey(Location, on_delete=models.CASCADE, related_name="output_modules")
     serial = models.CharField(max_length=64, unique=True)
     mode = models.CharField(max_length=10, choices=_choices(catalogue.OUTPUT_MODES), default="separate")
@@ -228,7 +250,7 @@ class OutputModule(models.Model):
         return f"Output module {self.serial}"
 
 
-class Relay(models.Model):
+class Relay(InstallationRules, models.Model):
     module = models.ForeignKey(OutputModule, on_delete=models.CASCADE, related_name="relays")
     number = models.CharField(max_length=1)
     name = models.CharField(max_length=80)
@@ -248,7 +270,7 @@ class Relay(models.Model):
         return f"{self.module.serial}/{self.number}"
 
 
-class Load(models.Model):
+class Load(InstallationRules, models.Model):
     location = models.ForeignKey(Location, on_delete=models.CASCADE, related_name="loads")
     name = models.CharField(max_length=80)
     kind = models.CharField(max_length=12, choices=_choices(catalogue.LOAD_KINDS))
@@ -262,7 +284,7 @@ class Load(models.Model):
         return f"{self.name} ({self.get_kind_display()})"
 
 
-class LoadCt(models.Model):
+class LoadCt(InstallationRules, models.Model):
     """One CT of a load: which input, on which phase, in which direction."""
 
     load = models.ForeignKey(Load, on_delete=models.CASCADE, related_name="cts")
