@@ -428,7 +428,7 @@ def _number(value: float | None) -> float | int | None:
 # --- snapshots: an installation's rows, with pending edits laid over them ----------------------
 
 
-def _key(obj: models.Model) -> tuple:
+def row_key(obj: models.Model) -> tuple:
     """Identity of a row: its primary key once saved, the Python object before."""
     label = obj._meta.label
     return (label, "pk", obj.pk) if obj.pk is not None else (label, "new", id(obj))
@@ -439,7 +439,7 @@ def _related_key(obj: models.Model, name: str) -> tuple | None:
     fk = obj._meta.get_field(name)
     if fk.is_cached(obj):
         related = fk.get_cached_value(obj)
-        return None if related is None else _key(related)
+        return None if related is None else row_key(related)
     value = getattr(obj, fk.attname)
     return None if value is None else (fk.related_model._meta.label, "pk", value)
 
@@ -512,9 +512,9 @@ class Snapshot:
             self.location = obj
             return
         objs = self.parts[type(obj)]
-        key = _key(obj)
+        key = row_key(obj)
         for i, other in enumerate(objs):
-            if _key(other) == key:
+            if row_key(other) == key:
                 objs[i] = obj
                 return
         objs.append(obj)
@@ -528,8 +528,8 @@ class Snapshot:
         """Drop ``obj`` and, like the database's cascade, everything that belongs to it."""
         if isinstance(obj, Location):
             return
-        key = _key(obj)
-        self.parts[type(obj)] = [o for o in self.parts[type(obj)] if _key(o) != key]
+        key = row_key(obj)
+        self.parts[type(obj)] = [o for o in self.parts[type(obj)] if row_key(o) != key]
         for model, name in PARENT_FIELD.items():
             if model._meta.get_field(name).related_model is type(obj):
                 for child in [c for c in self.parts[model] if _related_key(c, name) == key]:
@@ -541,7 +541,7 @@ class Snapshot:
     def children(self, model: type[models.Model], parent: models.Model | None) -> list[models.Model]:
         if parent is None:
             return []
-        key = _key(parent)
+        key = row_key(parent)
         return [o for o in self.parts[model] if _related_key(o, PARENT_FIELD[model]) == key]
 
 
@@ -553,7 +553,7 @@ def build_document(snapshot: Snapshot, *, with_id: bool = False) -> tuple[dict, 
     """The installation file of a snapshot, and the JSON path of each row in it (by row identity)."""
     paths: dict[tuple, str] = {}
     location = snapshot.location
-    paths[_key(location)] = "location"
+    paths[row_key(location)] = "location"
     loc: dict[str, Any] = {"id": location.pk} if with_id and location.pk else {}
     loc["name"] = location.name
     if location.address:
@@ -564,7 +564,7 @@ def build_document(snapshot: Snapshot, *, with_id: bool = False) -> tuple[dict, 
     gateways = snapshot.children(Gateway, location)
     if gateways:
         gateway = gateways[0]
-        paths[_key(gateway)] = "gateway"
+        paths[row_key(gateway)] = "gateway"
         doc["gateway"] = {"model": gateway.model, "serial": gateway.serial, "connectivity": gateway.connectivity}
         if gateway.wifi_ssid or gateway.wifi_password:
             doc["gateway"]["wifi"] = {"ssid": gateway.wifi_ssid, "password": gateway.wifi_password}
@@ -572,7 +572,7 @@ def build_document(snapshot: Snapshot, *, with_id: bool = False) -> tuple[dict, 
     powerboxes = snapshot.children(PowerBox, location)
     powerbox = powerboxes[0] if powerboxes else None
     if powerbox is not None:
-        paths[_key(powerbox)] = "powerbox"
+        paths[row_key(powerbox)] = "powerbox"
         doc["powerbox"] = {"serial": powerbox.serial}
         for name in ("bus_a_length_m", "bus_b_length_m"):
             if getattr(powerbox, name) is not None:
@@ -584,18 +584,18 @@ def build_document(snapshot: Snapshot, *, with_id: bool = False) -> tuple[dict, 
         doc[list_key] = []
         for module in (m for m in modules if m.kind == kind):
             path = f"{list_key}[{len(doc[list_key])}]"
-            paths[_key(module)] = path
+            paths[row_key(module)] = path
             inputs = {}
             for ct_input in _ordered(snapshot.children(CtInput, module), "letter"):
                 inputs[ct_input.letter] = ct_input.ct_type
-                paths[_key(ct_input)] = f"{path}.inputs.{ct_input.letter}"
-                refs[_key(ct_input)] = f"{module.serial}/{ct_input.letter}"
+                paths[row_key(ct_input)] = f"{path}.inputs.{ct_input.letter}"
+                refs[row_key(ct_input)] = f"{module.serial}/{ct_input.letter}"
             doc[list_key].append({"serial": module.serial, "inputs": inputs})
 
     doc["input_modules"] = []
     for i, module in enumerate(_ordered(snapshot.children(InputModule, location), "serial")):
         path = f"input_modules[{i}]"
-        paths[_key(module)] = path
+        paths[row_key(module)] = path
         inputs = {}
         for digital_input in _ordered(snapshot.children(DigitalInput, module), "number"):
             spec: dict[str, Any] = {"name": digital_input.name, "mode": digital_input.mode}
@@ -604,23 +604,23 @@ def build_document(snapshot: Snapshot, *, with_id: bool = False) -> tuple[dict, 
             if digital_input.pulses_per_unit is not None:
                 spec["pulses_per_unit"] = _number(digital_input.pulses_per_unit)
             inputs[digital_input.number] = spec
-            paths[_key(digital_input)] = f"{path}.inputs.{digital_input.number}"
+            paths[row_key(digital_input)] = f"{path}.inputs.{digital_input.number}"
         doc["input_modules"].append({"serial": module.serial, "inputs": inputs})
 
     doc["output_modules"] = []
     for i, module in enumerate(_ordered(snapshot.children(OutputModule, location), "serial")):
         path = f"output_modules[{i}]"
-        paths[_key(module)] = path
+        paths[row_key(module)] = path
         outputs = {}
         for relay in _ordered(snapshot.children(Relay, module), "number"):
             outputs[relay.number] = {"name": relay.name}
-            paths[_key(relay)] = f"{path}.outputs.{relay.number}"
+            paths[row_key(relay)] = f"{path}.outputs.{relay.number}"
         doc["output_modules"].append({"serial": module.serial, "mode": module.mode, "outputs": outputs})
 
     doc["loads"] = []
     for i, load in enumerate(_ordered(snapshot.children(Load, location), "position")):
         path = f"loads[{i}]"
-        paths[_key(load)] = path
+        paths[row_key(load)] = path
         cts = []
         for load_ct in _ordered(snapshot.children(LoadCt, load), "position"):
             input_key = _related_key(load_ct, "ct_input")
@@ -630,7 +630,7 @@ def build_document(snapshot: Snapshot, *, with_id: bool = False) -> tuple[dict, 
             entry: dict[str, Any] = {"ct": ref, "phase": load_ct.phase}
             if load_ct.reversed:
                 entry["reversed"] = True
-            paths[_key(load_ct)] = f"{path}.cts[{len(cts)}]"
+            paths[row_key(load_ct)] = f"{path}.cts[{len(cts)}]"
             cts.append(entry)
         doc["loads"].append({"name": load.name, "kind": load.kind, "cts": cts})
     return doc, paths
@@ -696,7 +696,7 @@ def check_pending(obj: models.Model) -> None:
     errors, paths = pending_errors(changed=[obj])
     if not errors:
         return
-    path = paths.get(_key(obj))
+    path = paths.get(row_key(obj))
     fields = {f.name for f in obj._meta.get_fields()}
     raise ValidationError(
         {

@@ -145,9 +145,15 @@ def _bad_characters(value: str, allowed: frozenset[str]) -> list[str]:
     return seen
 
 
+def _topology_description(topology: str) -> str:
+    """'delta 3×230 V, no neutral' for 3P."""
+    name = catalogue.TOPOLOGIES[topology].replace(" (", ", ").replace(")", "")
+    return f"{name[0].lower()}{name[1:]}"
+
+
 def _topology_name(topology: str) -> str:
-    name = catalogue.TOPOLOGIES[topology]
-    return f"{name[0].lower()}{name[1:]} ({topology})"
+    """'3P installation (delta 3×230 V, no neutral)'."""
+    return f"{topology} installation ({_topology_description(topology)})"
 
 
 def _number(value: float) -> str:
@@ -173,8 +179,8 @@ def check_location_id(location_id: int, *, known: bool, path: str = "location.id
 def check_topology(topology: str, *, path: str = "location.topology") -> list[Violation]:
     if topology in catalogue.TOPOLOGIES:
         return []
-    choices = ", ".join(f"{code} ({name})" for code, name in catalogue.TOPOLOGIES.items())
-    return [error(path, f"Unknown topology {_quote(topology)}; use one of {choices}.")]
+    choices = _or([f"{code} ({_topology_description(code)})" for code in catalogue.TOPOLOGIES])
+    return [error(path, f"Unknown topology {_quote(topology)}; use {choices}.")]
 
 
 def check_frequency(frequency_hz: int, *, path: str = "location.frequency") -> list[Violation]:
@@ -195,15 +201,15 @@ def check_timezone(name: str, *, path: str = "location.timezone") -> list[Violat
 def check_gateway_model(model: str, *, path: str = "gateway.model") -> list[Violation]:
     if model in catalogue.GATEWAY_MODELS:
         return []
-    choices = ", ".join(f"{code} ({label})" for code, label in catalogue.GATEWAY_MODELS.items())
-    return [error(path, f"Unknown gateway model {_quote(model)}; use one of {choices}.")]
+    choices = _or([f"{code} for a {label}" for code, label in catalogue.GATEWAY_MODELS.items()])
+    return [error(path, f"Unknown gateway model {_quote(model)}; use {choices}.")]
 
 
 def check_connectivity(model: str, connectivity: str, *, path: str = "gateway.connectivity") -> list[Violation]:
     """Genius: Ethernet, Wi-Fi or a 3G/4G dongle; Connect: Ethernet or Wi-Fi; Wi-Fi Connect: Wi-Fi only."""
     if connectivity not in catalogue.CONNECTIVITY:
-        choices = ", ".join(f"{code} ({label})" for code, label in catalogue.CONNECTIVITY.items())
-        return [error(path, f"Unknown connectivity {_quote(connectivity)}; use one of {choices}.")]
+        choices = _or([f"{code} ({label})" for code, label in catalogue.CONNECTIVITY.items()])
+        return [error(path, f"Unknown connectivity {_quote(connectivity)}; use {choices}.")]
     allowed = catalogue.GATEWAY_CONNECTIVITY.get(model)
     if allowed is None or connectivity in allowed:
         return []
@@ -485,9 +491,7 @@ def check_phase(topology: str, phase: str, *, path: str) -> list[Violation]:
         return []
     if phase not in ("L1", "L2", "L3"):
         return [error(path, f"A CT's phase is L1, L2 or L3; got {_quote(phase)}.")]
-    return [
-        error(path, f"Phase {phase} does not exist in a {_topology_name(topology)} installation: use {_or(allowed)}.")
-    ]
+    return [error(path, f"Phase {phase} does not exist in a {_topology_name(topology)}: use {_or(allowed)}.")]
 
 
 def check_load_phases(topology: str, load: str, phases: Sequence[tuple[str, str]]) -> list[Violation]:
@@ -516,7 +520,7 @@ def check_load_phases(topology: str, load: str, phases: Sequence[tuple[str, str]
     if topology != "3P":
         return violations
     two_wattmeter = (
-        f"In a {_topology_name('3P')} installation a three-phase load is measured with two CTs, on L1 and L2 "
+        f"In a {_topology_name('3P')} a three-phase load is measured with two CTs, on L1 and L2 "
         "(two-wattmeter method: P = P(L1) + P(L2))"
     )
     if len(phases) > 2:
@@ -596,8 +600,9 @@ def check_input_number(number: str, *, path: str) -> list[Violation]:
 def check_input_mode(mode: str, *, path: str) -> list[Violation]:
     if mode in catalogue.INPUT_MODES:
         return []
-    choices = _or([f"{code} ({label.lower()})" for code, label in catalogue.INPUT_MODES.items()])
-    return [error(path, f"An input is used as {choices}; got {_quote(mode)}.")]
+    return [
+        error(path, f"An input counts pulses (pulse) or reports its state, low or high (status); got {_quote(mode)}.")
+    ]
 
 
 def check_pulse_unit(mode: str, unit: str | None, name: str, *, path: str) -> list[Violation]:
@@ -635,8 +640,13 @@ def check_output_number(number: str, *, path: str) -> list[Violation]:
 def check_output_mode(mode: str, *, path: str) -> list[Violation]:
     if mode in catalogue.OUTPUT_MODES:
         return []
-    choices = _or([f"{code} ({label.lower()})" for code, label in catalogue.OUTPUT_MODES.items()])
-    return [error(path, f"An Output module's outputs are used {choices}; got {_quote(mode)}.")]
+    return [
+        error(
+            path,
+            "An Output module's relays are used separately, outputs 1 and 2 (separate), or together, 1 & 2 "
+            f"(combined); got {_quote(mode)}.",
+        )
+    ]
 
 
 # --- the whole document ----------------------------------------------------------------------
@@ -742,7 +752,7 @@ class _Reader:
 
 
 def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
+    return f"{path}.{key}" if path and path != "$" else key
 
 
 def check_installation(doc: Any, context: Context | None = None) -> list[Violation]:
@@ -956,13 +966,12 @@ def check_installation(doc: Any, context: Context | None = None) -> list[Violati
 
 
 def _ordered(violations: list[Violation]) -> list[Violation]:
-    """Violations in document order (sections, then list indexes), duplicates dropped."""
+    """Violations in document order (section, then list indexes), duplicates dropped."""
     rank = {key: i for i, key in enumerate(("$", *_TOP_KEYS))}
 
     def key(v: Violation) -> tuple:
-        head, *rest = re.split(r"[.\[\]]+", v.path)
-        parts = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in rest if p)
-        return (rank.get(head, len(rank)), parts)
+        head = re.split(r"[.\[]", v.path, maxsplit=1)[0]
+        return (rank.get(head, len(rank)), tuple(int(i) for i in re.findall(r"\[(\d+)\]", v.path)))
 
     return sorted(dict.fromkeys(violations), key=key)
 
