@@ -366,17 +366,42 @@ class _Writer:
                 relay = current.get(number) or Relay(module=module, number=number)
                 self.sync(relay, f"output {serial}/{number} {output_spec['name']!r}", name=output_spec["name"])
 
+    def match_loads(self, specs: list[dict]) -> dict[int, Load]:
+        """The stored load each file entry updates, by index: same name, else (a rename) same kind and CTs.
+
+        Keeping a renamed load's row keeps the history recorded for it.
+        """
+        existing = list(Load.objects.filter(location=self.location).prefetch_related("cts__ct_input__module"))
+        by_name = {load.name: load for load in existing}
+        matched = {i: by_name[spec["name"]] for i, spec in enumerate(specs) if spec["name"] in by_name}
+        free = [load for load in existing if load not in matched.values()]
+        for i, spec in enumerate(specs):
+            refs = {ct["ct"] for ct in spec.get("cts", [])}
+            if i in matched or not refs:
+                continue
+            same = next(
+                (
+                    load
+                    for load in free
+                    if load.kind == spec["kind"] and {lc.ct_input.ref for lc in load.cts.all()} == refs
+                ),
+                None,
+            )
+            if same is not None:
+                matched[i] = same
+                free.remove(same)
+        return matched
+
     def write_loads(self, powerbox: PowerBox) -> None:
         specs = self.doc.get("loads", [])
-        existing = {load.name: load for load in Load.objects.filter(location=self.location)}
-        names = {spec["name"] for spec in specs}
-        for name, load in existing.items():
-            if name not in names:
-                self.delete(load, f"load {name!r}")
+        matched = self.match_loads(specs)
+        kept = {load.pk for load in matched.values()}
+        for load in Load.objects.filter(location=self.location).exclude(pk__in=kept):
+            self.delete(load, f"load {load.name!r}")
         inputs = {i.ref: i for i in CtInput.objects.filter(module__powerbox=powerbox).select_related("module")}
         wanted: dict[int, tuple[Load, str, bool, int]] = {}
         for position, spec in enumerate(specs):
-            load = existing.get(spec["name"]) or Load(location=self.location)
+            load = matched.get(position) or Load(location=self.location)
             self.sync(load, f"load {spec['name']!r}", name=spec["name"], kind=spec["kind"], position=position)
             for ct_position, ct in enumerate(spec.get("cts", [])):
                 wanted[inputs[ct["ct"]].pk] = (load, ct["phase"], bool(ct.get("reversed", False)), ct_position)

@@ -395,3 +395,16 @@ def test_it_imports_the_demo_installation():
         "Kitchen",
     ]
     assert export_installation(result.location) == {**doc, "location": {"id": result.location.pk, **doc["location"]}}
+
+
+def test_it_keeps_a_renamed_load_that_keeps_its_cts():
+    location = import_installation(base_doc()).location
+    heat_pump = Load.objects.get(name="Heat pump")
+    doc = export_installation(location)
+    doc["loads"][1]["name"] = "Air/water heat pump"
+
+    result = import_installation(doc)
+
+    assert result.changed
+    assert Load.objects.get(name="Air/water heat pump").pk == heat_pump.pk
+    assert "changed load 'Air/water heat pump' (name)" in result.changes
