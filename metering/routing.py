@@ -1,3 +1,7 @@
-"""Device WebSocket routes."""
+"""Device WebSocket routes (token-authenticated, no browser origin check)."""
 
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from metering.consumers import IngestConsumer
+
+websocket_urlpatterns = [path("ws/ingest/", IngestConsumer.as_asgi())]

@@ -1,0 +1,70 @@
+"""The device ingest WebSocket: JSON text frames or compact binary frames, one reply each."""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from metering.api import record_invalid_frame
+from metering.auth import gateway_for
+from metering.frames import FrameError, decode_binary, frame_from_dict, parse_json
+from metering.ingest import ingest_frames
+
+# A revoked token stops working on open sockets within this many seconds.
+RECHECK_TOKEN_S = 30.0
+
+
+def gateway_group(gateway_id: int) -> str:
+    return f"gateway.{gateway_id}"
+
+
+class IngestConsumer(AsyncWebsocketConsumer):
+    async def connect(self) -> None:
+        headers = dict(self.scope.get("headers", []))
+        self.authorization = headers.get(b"authorization")
+        self.gateway = await database_sync_to_async(gateway_for)(self.authorization)
+        if self.gateway is None:
+            await self.close(code=4401)
+            return
+        self.checked_at = time.monotonic()
+        self.group = gateway_group(self.gateway.pk)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+
+    async def disconnect(self, code: int) -> None:
+        if getattr(self, "group", None):
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if time.monotonic() - self.checked_at > RECHECK_TOKEN_S:
+            self.gateway = await database_sync_to_async(gateway_for)(self.authorization)
+            self.checked_at = time.monotonic()
+            if self.gateway is None:
+                await self.send_json({"type": "error", "error": "gateway token revoked", "field": "Authorization"})
+                await self.close(code=4401)
+                return
+        seq = None
+        try:
+            if bytes_data is not None:
+                frames = [decode_binary(bytes_data)]
+            else:
+                docs = parse_json(text_data or "")
+                frames = [frame_from_dict(doc) for doc in docs]
+            seq = frames[0].seq if len(frames) == 1 else None
+            outcome = await database_sync_to_async(ingest_frames)(self.gateway, frames)
+        except FrameError as problem:
+            await database_sync_to_async(record_invalid_frame)(self.gateway, problem, "WebSocket")
+            await self.send_json({"type": "error", "error": problem.message, "field": problem.field, "seq": seq})
+            return
+        for receipt in outcome.receipts:
+            await self.send_json({"type": "ack", **receipt.as_dict()})
+
+    async def send_json(self, content: dict) -> None:
+        await self.send(text_data=orjson.dumps(content).decode())
+
+    async def device_command(self, event: dict) -> None:
+        """A relay command for this gateway, forwarded as sent by the server."""
+        await self.send_json(event["command"])

@@ -1,0 +1,343 @@
+"""From a validated sample frame to registers, history, live values and events.
+
+One entry point, :func:`ingest_frames`, used by every transport (HTTP, WebSocket, MQTT).
+A batch is checked against the installation first and computed before anything is written,
+so a bad frame changes nothing; then each frame is recorded in one transaction with its
+Power Box's state row (``seq`` window, energy registers, pending 5-minute bucket).
+
+Frame ordering (see docs/ingest.md):
+
+- ``seq`` = last + 1: the leftover samples of the previous frame (kept in this process) are
+  prepended so live values are computed over whole cycles without losing energy.
+- ``seq`` > last + 1: a data gap Event with its duration; nothing is invented for the gap.
+- a repeated ``seq``: acknowledged as a duplicate, nothing changes.
+- a late frame (``seq`` below the newest, not seen before): its energy goes to its own
+  5-minute bucket and the registers; the live values stay those of the newest frame.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from devices.models import Event, Gateway, PowerBox
+from metering import live
+from metering.core import Carry, FrameResult, compute_frame
+from metering.frames import FrameError, SampleFrame
+from metering.installed import Installed, installed
+from metering.models import InputCount, LoadEnergy, LocationEnergy, PowerBoxState
+from metering.sequence import Arrival, SeqWindow
+
+log = logging.getLogger(__name__)
+
+BUCKET_S = 300
+# The pending bucket is written out at least this often, so history lags little behind.
+FLUSH_EVERY_S = 30.0
+OFFLINE_AFTER_S = 30.0
+
+
+@dataclass
+class Receipt:
+    seq: int
+    status: str  # "ok", "duplicate", "late", "gap"
+    gap_s: float | None = None
+
+    def as_dict(self) -> dict:
+        data = {"seq": self.seq, "status": self.status}
+        if self.gap_s is not None:
+            data["gap_s"] = round(self.gap_s, 3)
+        return data
+
+
+@dataclass
+class BatchOutcome:
+    receipts: list[Receipt] = field(default_factory=list)
+    live_changed: bool = False
+
+
+class IngestError(FrameError):
+    """A frame that is well formed but does not fit the installation (HTTP 422, or 403)."""
+
+    def __init__(self, message: str, field: str | None = None, status: int = 422):
+        super().__init__(message, field)
+        self.status = status
+
+
+# Leftover samples per Power Box, valid only for the frame that follows them.
+_carries: dict[int, tuple[int, Carry]] = {}
+_carry_lock = threading.Lock()
+
+
+def check_against_installation(frame: SampleFrame, gateway: Gateway, setup: Installed) -> None:
+    """Refuse a frame that names hardware this gateway's location does not have."""
+    if frame.powerbox != setup.powerbox_serial:
+        other = PowerBox.objects.filter(serial=frame.powerbox).exclude(location_id=gateway.location_id).exists()
+        if other:
+            raise IngestError(
+                f"Power Box {frame.powerbox} belongs to another location than gateway {gateway.serial}",
+                "powerbox",
+                status=403,
+            )
+        raise IngestError(f"unknown Power Box {frame.powerbox}: this location's Power Box is {setup.powerbox_serial}", "powerbox")
+    wanted = set(setup.voltage_refs)
+    got = set(frame.voltages)
+    if got != wanted:
+        missing, extra = sorted(wanted - got), sorted(got - wanted)
+        detail = "; ".join(
+            part for part in (f"missing {', '.join(missing)}" if missing else "", f"unexpected {', '.join(extra)}" if extra else "") if part
+        )
+        raise IngestError(f"topology {setup.topology} needs voltages {', '.join(sorted(wanted))}: {detail}", "voltages")
+    for ref in frame.currents:
+        if ref not in setup.ct_refs:
+            _refuse_unknown(ref, f"currents.{ref}", "CT input", setup, gateway)
+    for ref in frame.inputs:
+        if ref not in setup.inputs:
+            _refuse_unknown(ref, f"inputs.{ref}", "input", setup, gateway)
+
+
+def _refuse_unknown(ref: str, field_path: str, what: str, setup: Installed, gateway: Gateway) -> None:
+    serial = ref.split("/", 1)[0]
+    if serial not in setup.module_serials and _module_elsewhere(serial, gateway.location_id):
+        raise IngestError(f"module {serial} belongs to another location than gateway {gateway.serial}", field_path, 403)
+    raise IngestError(f"unknown {what} {ref}: it is not configured on this installation", field_path)
+
+
+def _module_elsewhere(serial: str, location_id: int) -> bool:
+    from devices.models import CtModule, InputModule, OutputModule
+
+    return (
+        CtModule.objects.filter(serial=serial).exclude(powerbox__location_id=location_id).exists()
+        or InputModule.objects.filter(serial=serial).exclude(location_id=location_id).exists()
+        or OutputModule.objects.filter(serial=serial).exclude(location_id=location_id).exists()
+    )
+
+
+def ingest_frames(gateway: Gateway, frames: list[SampleFrame]) -> BatchOutcome:
+    """Check, compute and record a batch of frames from one gateway: all or nothing on error."""
+    setup = installed(gateway.location_id)
+    for index, frame in enumerate(frames):
+        try:
+            check_against_installation(frame, gateway, setup)
+        except FrameError as error:
+            if len(frames) > 1:
+                error.field = f"[{index}].{error.field}" if error.field else f"[{index}]"
+            raise
+    outcome = BatchOutcome()
+    for frame in frames:
+        receipt, changed = _ingest_one(gateway, setup, frame)
+        outcome.receipts.append(receipt)
+        outcome.live_changed |= changed
+    return outcome
+
+
+def _compute(frame: SampleFrame, setup: Installed, carry: Carry | None) -> FrameResult:
+    try:
+        return compute_frame(frame.voltages, frame.currents, frame.fs_hz, setup.meter, carry)
+    except ValueError as exc:
+        raise IngestError(str(exc), None) from exc
+
+
+def _ingest_one(gateway: Gateway, setup: Installed, frame: SampleFrame) -> tuple[Receipt, bool]:
+    powerbox_id = setup.powerbox_id
+    with _carry_lock:
+        held = _carries.get(powerbox_id)
+    carry = held[1] if held and held[0] == frame.seq - 1 else None
+    # Compute before taking the row lock: a frame the core refuses changes nothing.
+    result = _compute(frame, setup, carry)
+
+    with transaction.atomic():
+        state, _ = PowerBoxState.objects.select_for_update().get_or_create(powerbox_id=powerbox_id)
+        window = SeqWindow.load(state.last_seq, state.seen_window)
+        arrival = window.classify(frame.seq)
+        if arrival is Arrival.DUPLICATE:
+            PowerBoxState.objects.filter(pk=state.pk).update(duplicates=F("duplicates") + 1)
+            return Receipt(frame.seq, "duplicate"), False
+        if arrival is Arrival.TOO_OLD:
+            raise IngestError(
+                f"frame seq {frame.seq} is older than the replay window of the newest frame {state.last_seq}", "seq", 409
+            )
+        if arrival is Arrival.NEXT and carry is None and held is not None:
+            pass  # another process held the leftover samples; this frame simply starts afresh
+        receipt = Receipt(frame.seq, "late" if arrival is Arrival.LATE else "ok")
+        now = timezone.now()
+        events: list[Event] = []
+
+        if state.last_end_t is not None and arrival in (Arrival.NEXT, Arrival.AFTER_GAP, Arrival.FIRST):
+            silence_s = frame.t - state.last_end_t
+            if state.offline_reported or silence_s > OFFLINE_AFTER_S:
+                events.append(
+                    _event(setup, Event.GATEWAY_ONLINE, gateway.serial, f"Gateway {gateway.serial} is sending data again", {"silence_s": round(silence_s, 1)}, frame.t)
+                )
+                state.offline_reported = False
+        if arrival is Arrival.AFTER_GAP:
+            missing = frame.seq - window.last_seq - 1
+            gap_s = max(frame.t - (state.last_end_t or frame.t), 0.0)
+            receipt = Receipt(frame.seq, "gap", gap_s)
+            state.gaps += 1
+            events.append(
+                _event(
+                    setup, Event.DATA_GAP, frame.powerbox,
+                    f"Data gap: {missing} frame{'s' if missing != 1 else ''} missing from Power Box {frame.powerbox} ({_duration(gap_s)})",
+                    {"from_seq": window.last_seq + 1, "to_seq": frame.seq - 1, "missing": missing, "duration_s": round(gap_s, 3)},
+                    state.last_end_t or frame.t,
+                )
+            )
+
+        window.record(frame.seq)
+        newest = arrival is not Arrival.LATE
+        if newest:
+            state.last_seq, state.last_t, state.last_end_t = window.last_seq, frame.t, frame.end_t
+        state.seen_window = window.dump()
+        state.frames += 1
+        _add_registers(state, result)
+        input_events, input_pulses = _track_inputs(state, setup, frame, newest)
+        events += input_events
+        _add_to_buckets(state, setup, frame, result, input_pulses)
+        state.save()
+        if events:
+            Event.objects.bulk_create(events)
+        Gateway.objects.filter(pk=gateway.pk).update(last_seen_at=now)
+
+    if newest:
+        with _carry_lock:
+            _carries[powerbox_id] = (frame.seq, result.carry)
+        live.publish(setup, frame, result, state.inputs)
+    return receipt, newest
+
+
+def _event(setup: Installed, kind: str, module: str, message: str, data: dict, at_unix: float) -> Event:
+    return Event(
+        location_id=setup.location_id, kind=kind, module=module, message=message, data=data,
+        time=datetime.fromtimestamp(at_unix, tz=UTC),
+    )
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _add_registers(state: PowerBoxState, result: FrameResult) -> None:
+    registers = state.registers or {}
+    cts = registers.setdefault("ct", {})
+    loads = registers.setdefault("load", {})
+    for ct in result.cts:
+        pair = cts.setdefault(ct.ct, [0.0, 0.0])
+        pair[0] += ct.energy_import_wh
+        pair[1] += ct.energy_export_wh
+    for load in result.loads:
+        pair = loads.setdefault(load.name, [0.0, 0.0])
+        pair[0] += load.energy_import_wh
+        pair[1] += load.energy_export_wh
+    state.registers = registers
+
+
+def _track_inputs(state: PowerBoxState, setup: Installed, frame: SampleFrame, newest: bool) -> tuple[list[Event], dict[str, int]]:
+    """Input state changes and pulse counters. Returns events and pulses counted in this frame."""
+    events: list[Event] = []
+    pulses_added: dict[str, int] = {}
+    known = state.inputs or {}
+    for ref, reading in frame.inputs.items():
+        spec = setup.inputs[ref]
+        previous = known.get(ref)
+        if previous is None:
+            known[ref] = {"state": reading.state, "pulses": reading.pulses, "t": frame.t, "since": frame.t, "rate": 0.0}
+            continue
+        if not newest:
+            continue  # a late frame's readings are older than what we hold
+        if reading.pulses < previous["pulses"]:
+            events.append(_event(setup, Event.PULSES_RESET, ref, f"{spec.name}: pulse counter restarted at {reading.pulses} (was {previous['pulses']})", {"before": previous["pulses"], "after": reading.pulses}, frame.t))
+            added = reading.pulses
+        else:
+            added = reading.pulses - previous["pulses"]
+        if added:
+            pulses_added[ref] = added
+        dt = frame.t - previous["t"]
+        rate = 0.0
+        if spec.mode == "pulse" and spec.pulses_per_unit and dt > 0:
+            rate = added / spec.pulses_per_unit / dt * 3600.0  # units per hour
+        since = previous.get("since", frame.t)
+        if spec.mode == "status" and reading.state != previous["state"]:
+            since = frame.t
+            word = "closed" if reading.state else "open"
+            events.append(_event(setup, Event.INPUT_CHANGED, ref, f"{spec.name} {word}", {"state": reading.state}, frame.t))
+        known[ref] = {"state": reading.state, "pulses": reading.pulses, "t": frame.t, "since": since, "rate": rate}
+    state.inputs = known
+    return events, pulses_added
+
+
+def bucket_start(t_unix: float) -> float:
+    return t_unix - t_unix % BUCKET_S
+
+
+def _add_to_buckets(state: PowerBoxState, setup: Installed, frame: SampleFrame, result: FrameResult, pulses: dict[str, int]) -> None:
+    start = bucket_start(frame.t)
+    pending = state.pending_bucket or {}
+    totals = result.totals
+    increment = {
+        "location": {
+            "consumption_wh": totals.consumption_wh,
+            "solar_wh": totals.solar_production_wh,
+            "grid_import_wh": totals.grid_import_wh,
+            "grid_export_wh": totals.grid_export_wh,
+            "battery_charge_wh": totals.battery_charge_wh,
+            "battery_discharge_wh": totals.battery_discharge_wh,
+            "self_consumption_wh": totals.self_consumption_wh,
+            "self_supplied_wh": totals.self_supplied_wh,
+            "seconds": frame.duration_s,
+        },
+        "loads": {load.name: [load.energy_import_wh, load.energy_export_wh] for load in result.loads},
+        "inputs": pulses,
+    }
+    if pending and pending.get("start") == start:
+        _merge(pending, increment)
+    elif not pending or start > pending["start"]:
+        if pending:
+            write_bucket(setup, pending)
+        pending = {"start": start, "written_at": frame.t, **increment}
+    else:
+        write_bucket(setup, {"start": start, **increment})  # a late frame for an older bucket
+    if pending and frame.t - pending.get("written_at", frame.t) >= FLUSH_EVERY_S:
+        write_bucket(setup, pending)
+        pending = {"start": pending["start"], "written_at": frame.t, "location": {}, "loads": {}, "inputs": {}}
+    state.pending_bucket = pending
+
+
+def _merge(into: dict, extra: dict) -> None:
+    for key, value in extra["location"].items():
+        into["location"][key] = into["location"].get(key, 0.0) + value
+    for name, (imp, exp) in extra["loads"].items():
+        pair = into["loads"].setdefault(name, [0.0, 0.0])
+        pair[0] += imp
+        pair[1] += exp
+    for ref, count in extra["inputs"].items():
+        into["inputs"][ref] = into["inputs"].get(ref, 0) + count
+
+
+def write_bucket(setup: Installed, bucket: dict) -> None:
+    """Add a bucket's energy to the 5-minute tables (an upsert that adds)."""
+    start = datetime.fromtimestamp(bucket["start"], tz=UTC)
+    if bucket.get("location"):
+        row, _ = LocationEnergy.objects.get_or_create(location_id=setup.location_id, start=start)
+        LocationEnergy.objects.filter(pk=row.pk).update(**{k: F(k) + v for k, v in bucket["location"].items()})
+    for name, (imp, exp) in bucket.get("loads", {}).items():
+        load_id = setup.load_ids.get(name)
+        if load_id is None:
+            continue
+        row, _ = LoadEnergy.objects.get_or_create(load_id=load_id, start=start)
+        LoadEnergy.objects.filter(pk=row.pk).update(import_wh=F("import_wh") + imp, export_wh=F("export_wh") + exp)
+    for ref, count in bucket.get("inputs", {}).items():
+        spec = setup.inputs.get(ref)
+        if spec is None or not count:
+            continue
+        row, _ = InputCount.objects.get_or_create(input_id=spec.pk, start=start)
+        InputCount.objects.filter(pk=row.pk).update(pulses=F("pulses") + count)

@@ -1,0 +1,10 @@
+from django.urls import path
+
+from metering import api
+
+app_name = "api"
+
+urlpatterns = [
+    path("ingest/frames", api.ingest, name="ingest-frames"),
+    path("locations/<int:location_id>/live", api.live_values, name="live"),
+]

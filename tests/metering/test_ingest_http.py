@@ -1,0 +1,308 @@
+"""Frames over HTTP: token auth, strict validation, exactly-once registers, live values."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from django.core.cache import cache
+
+from devices.models import Event
+from metering.models import InputCount, LoadEnergy, LocationEnergy, PowerBoxState
+from tests.factories import make_location, star_frame
+
+URL = "/api/v1/ingest/frames"
+pytestmark = pytest.mark.django_db
+
+
+def ONE_CYCLE_WH(power_w: float) -> float:
+    return power_w * 0.021 / 3600  # one 50 Hz cycle and a sample
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache():
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def house(owner):
+    return make_location(members={owner: "owner"})
+
+
+def post(client, body, token):
+    data = body if isinstance(body, (bytes, str)) else orjson.dumps(body)
+    headers = {"HTTP_AUTHORIZATION": f"Bearer {token}"} if token else {}
+    return client.post(URL, data=data, content_type="application/json", **headers)
+
+
+def stored_state() -> dict:
+    """Everything ingest may write, except the invalid-frame events it records on purpose."""
+    return {
+        "states": list(PowerBoxState.objects.values()),
+        "events": list(Event.objects.exclude(kind=Event.INVALID_FRAME).values()),
+        "location_energy": list(LocationEnergy.objects.values()),
+        "load_energy": list(LoadEnergy.objects.values()),
+        "input_counts": list(InputCount.objects.values()),
+        "live": cache.get("live:1"),
+    }
+
+
+def test_it_computes_a_frame_and_serves_its_live_values(client, house, owner):
+    location, token = house
+    response = post(client, star_frame(), token)
+    assert response.status_code == 200, response.content
+    assert response.json()["accepted"] == [{"seq": 1, "status": "ok"}]
+
+    client.force_login(owner)
+    live = client.get(f"/api/v1/locations/{location.pk}/live").json()
+    grid = live["loads"][0]
+    assert grid["name"] == "Grid" and grid["kind"] == "grid"
+    l1 = grid["phases"][0]
+    assert l1["phase"] == "L1" and l1["ct"] == "CTH-T/A"
+    assert l1["p"] == pytest.approx(1000, rel=2e-3)
+    assert l1["q"] == pytest.approx(200, abs=3)
+    assert l1["v_ln"] == pytest.approx(230, rel=1e-3)
+    assert l1["v_ll"] == pytest.approx(398.4, rel=1e-3)
+    assert grid["p"] == pytest.approx(1750, rel=2e-3)
+    assert live["frequency"] == pytest.approx(50, abs=0.01)
+    assert live["topology"] == "3P+N"
+    assert live["checks"] == []
+
+
+def test_it_adds_each_frames_energy_to_the_registers_exactly_once(client, house):
+    _, token = house
+    for seq in (1, 2, 2, 3):
+        assert post(client, star_frame(seq=seq, t=1_764_090_000.0 + seq - 1), token).status_code == 200
+    state = PowerBoxState.objects.get()
+    grid_import_wh = state.registers["load"]["Grid"][0]
+    # Three distinct seconds of 1,750 W; the repeated frame added nothing. The samples after
+    # the last whole cycle (under 20 ms) wait for the next frame.
+    assert 3 * 1750 / 3600 - ONE_CYCLE_WH(1750) <= grid_import_wh <= 3 * 1750 / 3600 * 1.001
+    assert state.duplicates == 1 and state.frames == 3
+
+
+def test_it_acknowledges_a_duplicate_without_changing_anything(client, house):
+    _, token = house
+    post(client, star_frame(seq=7), token)
+    before = stored_state()
+    response = post(client, star_frame(seq=7), token)
+    assert response.json()["accepted"] == [{"seq": 7, "status": "duplicate"}]
+    after = stored_state()
+    before["states"][0]["duplicates"] += 1
+    assert after == before
+
+
+def test_it_records_a_gap_as_an_event_with_its_duration(client, house):
+    location, token = house
+    post(client, star_frame(seq=10, t=1000.0), token)
+    response = post(client, star_frame(seq=14, t=1004.0), token)
+    assert response.json()["accepted"] == [{"seq": 14, "status": "gap", "gap_s": 3.0}]
+    gap = Event.objects.get(kind=Event.DATA_GAP)
+    assert gap.location == location
+    assert gap.data == {"from_seq": 11, "to_seq": 13, "missing": 3, "duration_s": 3.0}
+    assert "3 frames missing" in gap.message
+
+
+def test_it_counts_a_late_frame_once_without_moving_live_values_back(client, house, owner):
+    location, token = house
+    post(client, star_frame(seq=1, t=1000.0), token)
+    post(client, star_frame(seq=3, t=1002.0, loads_w={"A": (2000.0, 0.0), "B": (0, 0), "C": (0, 0), "D": (0, 0)}), token)
+    late = post(client, star_frame(seq=2, t=1001.0), token)
+    assert late.json()["accepted"] == [{"seq": 2, "status": "late"}]
+    again = post(client, star_frame(seq=2, t=1001.0), token)
+    assert again.json()["accepted"] == [{"seq": 2, "status": "duplicate"}]
+    state = PowerBoxState.objects.get()
+    assert state.last_seq == 3
+    # Without a consecutive predecessor, each frame counts all its samples.
+    assert state.registers["load"]["Grid"][0] == pytest.approx((1750 + 2000 + 1750) / 3600, abs=ONE_CYCLE_WH(2000) * 3)
+    client.force_login(owner)
+    assert client.get(f"/api/v1/locations/{location.pk}/live").json()["loads"][0]["p"] == pytest.approx(2000, rel=2e-3)
+
+
+def test_it_accepts_a_list_of_frames(client, house):
+    _, token = house
+    response = post(client, [star_frame(seq=1, t=0.0), star_frame(seq=2, t=1.0)], token)
+    assert [r["status"] for r in response.json()["accepted"]] == ["ok", "ok"]
+    assert PowerBoxState.objects.get().frames == 2
+
+
+@pytest.mark.parametrize(
+    ("token", "message"),
+    [(None, "missing or invalid gateway token"), ("not-a-token", "missing or invalid gateway token")],
+)
+def test_it_refuses_a_missing_or_wrong_token(client, house, token, message):
+    response = post(client, star_frame(), token)
+    assert response.status_code == 401
+    assert message in response.json()["error"]
+    assert response.json()["field"] == "Authorization"
+    assert not PowerBoxState.objects.exists()
+
+
+def test_it_refuses_a_revoked_token(client, house):
+    location, token = house
+    location.gateway.revoke_token()
+    assert post(client, star_frame(), token).status_code == 401
+
+
+def test_it_refuses_a_rotated_out_token(client, house):
+    location, token = house
+    location.gateway.rotate_token()
+    assert post(client, star_frame(), token).status_code == 401
+
+
+def unequal(frame):
+    frame["currents"]["CTH-T/B"] = frame["currents"]["CTH-T/B"][:-1]
+    return frame
+
+
+def unknown_ct(frame):
+    frame["currents"]["CTH-T/Z"] = frame["currents"]["CTH-T/A"]
+    return frame
+
+
+def unconfigured_ct(frame):
+    frame["currents"]["CTH-NOPE/A"] = frame["currents"]["CTH-T/A"]
+    return frame
+
+
+def bad_version(frame):
+    frame["v"] = 2
+    return frame
+
+
+def missing_seq(frame):
+    del frame["seq"]
+    return frame
+
+
+def bad_fs(frame):
+    frame["fs"] = 100_000
+    return frame
+
+
+def unknown_powerbox(frame):
+    frame["powerbox"] = "PB-NOPE"
+    return frame
+
+
+def unknown_input(frame):
+    frame["inputs"] = {"INP-T/4": {"state": 0, "pulses": 0}}
+    return frame
+
+
+def missing_voltage(frame):
+    del frame["voltages"]["L3"]
+    return frame
+
+
+def no_zero_crossing(frame):
+    frame["voltages"] = {k: [230.0] * len(v) for k, v in frame["voltages"].items()}
+    return frame
+
+
+@pytest.mark.parametrize(
+    ("mutate", "status", "message", "field"),
+    [
+        (unequal, 400, "CTH-T/B", "currents.CTH-T/B"),
+        (unknown_ct, 400, "CTH-T/Z", "currents.CTH-T/Z"),
+        (unconfigured_ct, 422, "unknown CT input CTH-NOPE/A", "currents.CTH-NOPE/A"),
+        (bad_version, 400, "unsupported frame version 2", "v"),
+        (missing_seq, 400, "seq", "seq"),
+        (bad_fs, 400, "fs", "fs"),
+        (unknown_powerbox, 422, "unknown Power Box PB-NOPE", "powerbox"),
+        (unknown_input, 422, "unknown input INP-T/4", "inputs.INP-T/4"),
+        (missing_voltage, 422, "missing L3", "voltages"),
+        (no_zero_crossing, 422, "zero crossing", None),
+    ],
+)
+def test_it_refuses_a_bad_frame_and_changes_nothing(client, house, mutate, status, message, field):
+    location, token = house
+    post(client, star_frame(seq=1, t=0.0), token)
+    before = stored_state()
+    response = post(client, mutate(star_frame(seq=3, t=2.0)), token)
+    assert response.status_code == status, response.content
+    body = response.json()
+    assert message in body["error"]
+    assert body["field"] == field
+    assert stored_state() == before
+    invalid = Event.objects.get(kind=Event.INVALID_FRAME)
+    assert invalid.location == location and message in invalid.message
+
+
+def test_it_refuses_malformed_json_with_its_position(client, house):
+    _, token = house
+    response = post(client, b'{"v": 1, "powerbox": ', token)
+    assert response.status_code == 400
+    assert response.json()["error"].startswith("malformed JSON")
+
+
+def test_it_refuses_an_oversized_body_before_reading_it(client, house):
+    _, token = house
+    response = post(client, b"[" + b"0," * (5 * 1024 * 1024) + b"0]", token)
+    assert response.status_code == 413
+    assert "frame too large" in response.json()["error"]
+
+
+def test_it_refuses_a_batch_with_one_bad_frame_and_stores_none(client, house):
+    _, token = house
+    response = post(client, [star_frame(seq=1, t=0.0), unknown_powerbox(star_frame(seq=2, t=1.0))], token)
+    assert response.status_code == 422
+    assert response.json()["field"] == "[1].powerbox"
+    assert not PowerBoxState.objects.exists()
+
+
+def test_it_refuses_another_locations_module(client, house, django_user_model):
+    _, token = house
+    make_location(name="Neighbour", serial_prefix="N")
+    frame = star_frame(seq=1)
+    frame["currents"]["CTH-N/A"] = frame["currents"].pop("CTH-T/A")
+    response = post(client, frame, token)
+    assert response.status_code == 403
+    assert response.json() == {"error": "module CTH-N belongs to another location than gateway GW-T", "field": "currents.CTH-N/A"}
+
+    other = star_frame(serial_prefix="N", seq=1)
+    response = post(client, other, token)
+    assert response.status_code == 403
+    assert response.json()["field"] == "powerbox"
+
+
+def test_it_turns_pulses_into_units_rates_and_history(client, house, owner):
+    location, token = house
+    post(client, star_frame(seq=1, t=1_764_090_000.0, inputs={"INP-T/1": {"state": 0, "pulses": 1000}, "INP-T/2": {"state": 0, "pulses": 0}}), token)
+    post(client, star_frame(seq=2, t=1_764_090_001.0, inputs={"INP-T/1": {"state": 1, "pulses": 1002}, "INP-T/2": {"state": 1, "pulses": 0}}), token)
+    client.force_login(owner)
+    live = client.get(f"/api/v1/locations/{location.pk}/live").json()
+    gas = next(i for i in live["inputs"] if i["input"] == "INP-T/1")
+    assert gas["value"] == pytest.approx(10.02) and gas["unit"] == "m3"
+    assert gas["rate"] == pytest.approx(2 / 100 * 3600)  # m3 per hour
+    door = Event.objects.get(kind=Event.INPUT_CHANGED)
+    assert door.module == "INP-T/2" and door.message == "Front door closed"
+
+
+def test_it_reports_a_pulse_counter_reset(client, house):
+    _, token = house
+    post(client, star_frame(seq=1, t=0.0, inputs={"INP-T/1": {"state": 0, "pulses": 500}}), token)
+    post(client, star_frame(seq=2, t=1.0, inputs={"INP-T/1": {"state": 0, "pulses": 3}}), token)
+    reset = Event.objects.get(kind=Event.PULSES_RESET)
+    assert reset.data == {"before": 500, "after": 3}
+
+
+def test_it_reports_a_gateway_back_online_after_silence(client, house):
+    _, token = house
+    post(client, star_frame(seq=1, t=0.0), token)
+    post(client, star_frame(seq=2, t=61.0), token)
+    assert Event.objects.filter(kind=Event.GATEWAY_ONLINE).count() == 1
+
+
+def test_it_serves_live_values_only_to_members_and_the_gateway(client, house, stranger, viewer):
+    location, token = house
+    post(client, star_frame(), token)
+    url = f"/api/v1/locations/{location.pk}/live"
+    assert client.get(url).status_code == 401
+    assert client.get(url, HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 200
+    client.force_login(stranger)
+    assert client.get(url).status_code == 404
+    _, other_token = make_location(name="Neighbour", serial_prefix="N")
+    client.logout()
+    assert client.get(url, HTTP_AUTHORIZATION=f"Bearer {other_token}").status_code == 404
