@@ -77,3 +77,31 @@ class InputCount(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["input", "start"], name="one_count_bucket_per_input")]
         ordering = ["start"]
+
+
+class RelayCommand(models.Model):
+    """A switch request for a relay. The relay's state changes only when the device acknowledges."""
+
+    PENDING, DONE, FAILED = "pending", "done", "failed"
+
+    relay = models.ForeignKey("devices.Relay", on_delete=models.CASCADE, related_name="commands")
+    on = models.BooleanField()
+    until = models.DateTimeField(null=True, blank=True, help_text="Switch off again at this time")
+    requested_by = models.ForeignKey(
+        "auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="relay_commands"
+    )
+    requested_at = models.DateTimeField(auto_now_add=True)
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(max_length=8, default=PENDING)
+
+    class Meta:
+        ordering = ["-requested_at", "-pk"]
+
+    def as_message(self) -> dict:
+        return {
+            "type": "command",
+            "id": str(self.pk),
+            "relay": self.relay.ref,
+            "on": self.on,
+            "until": self.until.timestamp() if self.until else None,
+        }

@@ -1,0 +1,125 @@
+"""Relay commands: from a user's click to the device, and the device's acknowledgement back.
+
+A command is stored, then delivered on every path the gateway may be listening on: its open
+ingest WebSocket (a group message), the MQTT commands topic when ``MQTT_URL`` is set, and the
+reply to its next HTTP ingest request. The relay's state changes only when the device
+acknowledges, so the page never shows a state the hardware does not have.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db import transaction
+from django.dispatch import Signal
+from django.utils import timezone
+
+from devices.models import Event, Gateway, Relay
+from metering.models import RelayCommand
+
+log = logging.getLogger(__name__)
+
+relay_changed = Signal()  # sender=location id, relay=Relay
+
+TIMED_MINUTES = (5, 15, 30, 60)
+# Commands not acknowledged within this time are not delivered again.
+PENDING_FOR = timedelta(minutes=2)
+
+
+class CommandError(ValueError):
+    pass
+
+
+def request_relay(relay: Relay, on: bool, minutes: int | None = None, user=None) -> RelayCommand:
+    """Ask the device to switch ``relay``; ``minutes`` switches it on for that long."""
+    if minutes is not None:
+        if not on:
+            raise CommandError("a timed switch is only for switching on")
+        if minutes not in TIMED_MINUTES:
+            raise CommandError(f"timed switch-on lasts {', '.join(map(str, TIMED_MINUTES))} minutes, not {minutes}")
+    until = timezone.now() + timedelta(minutes=minutes) if minutes else None
+    command = RelayCommand.objects.create(relay=relay, on=on, until=until, requested_by=user)
+    gateway = Gateway.objects.get(location_id=relay.module.location_id)
+    transaction.on_commit(lambda: deliver(gateway, command))
+    return command
+
+
+def deliver(gateway: Gateway, command: RelayCommand) -> None:
+    from metering.consumers import gateway_group
+
+    message = command.as_message()
+    layer = get_channel_layer()
+    if layer is not None:
+        async_to_sync(layer.group_send)(gateway_group(gateway.pk), {"type": "device.command", "command": message})
+    if settings.MQTT_URL:
+        from metering.mqtt import publish_command
+
+        try:
+            publish_command(settings.MQTT_URL, gateway.serial, message)
+        except OSError as exc:  # the broker is down: HTTP polling and the WebSocket still deliver
+            log.warning("could not publish command %s over MQTT: %s", command.pk, exc)
+
+
+def pending_for(gateway: Gateway) -> list[dict]:
+    since = timezone.now() - PENDING_FOR
+    commands = RelayCommand.objects.filter(
+        relay__module__location_id=gateway.location_id, status=RelayCommand.PENDING, requested_at__gte=since
+    ).select_related("relay__module")
+    return [command.as_message() for command in commands.order_by("requested_at", "pk")]
+
+
+def acknowledge(gateway: Gateway, ack: dict) -> Relay:
+    """Apply a device's acknowledgement ``{"type": "ack", "command": id, "relay": ref, "on": bool}``."""
+    ref, on = ack.get("relay"), ack.get("on")
+    if not isinstance(ref, str) or "/" not in ref:
+        raise CommandError("acknowledgement needs 'relay' as '<module serial>/<output>'")
+    if not isinstance(on, bool):
+        raise CommandError("acknowledgement needs 'on' as true or false")
+    serial, number = ref.split("/", 1)
+    relay = (
+        Relay.objects.select_related("module")
+        .filter(module__location_id=gateway.location_id, module__serial=serial, number=number)
+        .first()
+    )
+    if relay is None:
+        raise CommandError(f"unknown relay {ref} on this location")
+    command = None
+    if ack.get("command") is not None:
+        command = RelayCommand.objects.filter(pk=_int(ack["command"]), relay=relay).first()
+    now = timezone.now()
+    with transaction.atomic():
+        if command is not None:
+            command.status, command.acknowledged_at = RelayCommand.DONE, now
+            command.save(update_fields=["status", "acknowledged_at"])
+        changed = relay.is_on != on
+        relay.is_on = on
+        relay.off_at = command.until if command is not None and on else None
+        if changed or relay.changed_at is None:
+            relay.changed_at = now
+        relay.save(update_fields=["is_on", "changed_at", "off_at"])
+        who = command.requested_by.get_username() if command is not None and command.requested_by else "the device"
+        timed = f" until {relay.off_at.astimezone(relay.module.location.zoneinfo):%H:%M}" if relay.off_at else ""
+        Event.objects.create(
+            location_id=gateway.location_id,
+            kind=Event.RELAY,
+            module=relay.ref,
+            message=f"{relay.name} switched {'on' if on else 'off'}{timed} (by {who})",
+            data={"on": on, "command": command.pk if command else None, "until": ack.get("until")},
+        )
+    transaction.on_commit(lambda: relay_changed.send(sender=gateway.location_id, relay=relay))
+    return relay
+
+
+def _int(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def as_datetime(unix: float | None) -> datetime | None:
+    return None if unix is None else datetime.fromtimestamp(unix, tz=UTC)
