@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import logging
 
+import orjson
 from django.http import HttpRequest, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from devices.models import Event, Gateway, Location
-from metering import live
+from metering import commands, live
 from metering.auth import gateway_for
 from metering.frames import MAX_FRAME_BYTES, FrameError, frame_from_dict, parse_json
 from metering.ingest import IngestError, ingest_frames
@@ -68,7 +69,27 @@ def ingest(request: HttpRequest) -> JsonResponse:
         record_invalid_frame(gateway, problem, "HTTP")
         status = 413 if problem.message.startswith("frame too large") else 400
         return error(problem.message, problem.field, status)
-    return JsonResponse({"accepted": [r.as_dict() for r in outcome.receipts]})
+    return JsonResponse({"accepted": [r.as_dict() for r in outcome.receipts], "commands": commands.pending_for(gateway)})
+
+
+@csrf_exempt
+@require_POST
+def acknowledge(request: HttpRequest) -> JsonResponse:
+    """A device confirms it switched a relay: ``{"type": "ack", "command": id, "relay": ref, "on": bool}``."""
+    gateway = gateway_for(request.headers.get("Authorization"))
+    if gateway is None:
+        return unauthorized()
+    try:
+        ack = orjson.loads(request.body)
+    except orjson.JSONDecodeError as exc:
+        return error(f"malformed JSON: {exc}", None, 400)
+    if not isinstance(ack, dict):
+        return error("an acknowledgement is a JSON object", None, 400)
+    try:
+        relay = commands.acknowledge(gateway, ack)
+    except commands.CommandError as problem:
+        return error(str(problem), "relay", 422)
+    return JsonResponse({"relay": relay.ref, "on": relay.is_on})
 
 
 @require_GET

@@ -8,6 +8,7 @@ import orjson
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
+from metering import commands
 from metering.api import record_invalid_frame
 from metering.auth import gateway_for
 from metering.frames import FrameError, decode_binary, frame_from_dict, parse_json
@@ -52,6 +53,9 @@ class IngestConsumer(AsyncWebsocketConsumer):
                 frames = [decode_binary(bytes_data)]
             else:
                 docs = parse_json(text_data or "")
+                if len(docs) == 1 and docs[0].get("type") == "ack":
+                    await self.acknowledge(docs[0])
+                    return
                 frames = [frame_from_dict(doc) for doc in docs]
             seq = frames[0].seq if len(frames) == 1 else None
             outcome = await database_sync_to_async(ingest_frames)(self.gateway, frames)
@@ -61,6 +65,14 @@ class IngestConsumer(AsyncWebsocketConsumer):
             return
         for receipt in outcome.receipts:
             await self.send_json({"type": "ack", **receipt.as_dict()})
+
+    async def acknowledge(self, ack: dict) -> None:
+        try:
+            relay = await database_sync_to_async(commands.acknowledge)(self.gateway, ack)
+        except commands.CommandError as problem:
+            await self.send_json({"type": "error", "error": str(problem), "field": "relay"})
+            return
+        await self.send_json({"type": "ack", "relay": relay.ref, "on": relay.is_on})
 
     async def send_json(self, content: dict) -> None:
         await self.send(text_data=orjson.dumps(content).decode())

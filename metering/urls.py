@@ -6,5 +6,6 @@ app_name = "api"
 
 urlpatterns = [
     path("ingest/frames", api.ingest, name="ingest-frames"),
+    path("ingest/acks", api.acknowledge, name="ingest-acks"),
     path("locations/<int:location_id>/live", api.live_values, name="live"),
 ]

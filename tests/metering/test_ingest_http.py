@@ -306,3 +306,46 @@ def test_it_serves_live_values_only_to_members_and_the_gateway(client, house, st
     _, other_token = make_location(name="Neighbour", serial_prefix="N")
     client.logout()
     assert client.get(url, HTTP_AUTHORIZATION=f"Bearer {other_token}").status_code == 404
+
+
+def test_it_hands_pending_relay_commands_to_a_polling_device_and_takes_its_ack(client, house, owner):
+    from metering.commands import request_relay
+
+    location, token = house
+    relay = location.output_modules.get().relays.get(number="1")
+    request_relay(relay, True, None, owner)
+    commands = post(client, star_frame(seq=1), token).json()["commands"]
+    assert [(c["relay"], c["on"]) for c in commands] == [("OUT-T/1", True)]
+    relay.refresh_from_db()
+    assert not relay.is_on  # not before the device confirms
+
+    ack = {"type": "ack", "command": commands[0]["id"], "relay": "OUT-T/1", "on": True}
+    response = client.post("/api/v1/ingest/acks", ack, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert response.json() == {"relay": "OUT-T/1", "on": True}
+    relay.refresh_from_db()
+    assert relay.is_on and relay.changed_at is not None
+    assert post(client, star_frame(seq=2, t=1_764_090_001.0), token).json()["commands"] == []
+
+
+@pytest.mark.parametrize(
+    ("ack", "message"),
+    [
+        ({"type": "ack", "relay": "OUT-T/9", "on": True}, "unknown relay OUT-T/9"),
+        ({"type": "ack", "relay": "OUT-T/1", "on": "yes"}, "'on' as true or false"),
+        ({"type": "ack", "on": True}, "needs 'relay'"),
+    ],
+)
+def test_it_refuses_a_bad_acknowledgement(client, house, ack, message):
+    location, token = house
+    response = client.post("/api/v1/ingest/acks", ack, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert response.status_code == 422 and message in response.json()["error"]
+    assert not location.output_modules.get().relays.filter(is_on=True).exists()
+
+
+def test_it_refuses_an_acknowledgement_for_another_locations_relay(client, house):
+    _, token = house
+    make_location(name="Neighbour", serial_prefix="N")
+    ack = {"type": "ack", "relay": "OUT-N/1", "on": True}
+    response = client.post("/api/v1/ingest/acks", ack, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert response.status_code == 422
+    assert "unknown relay OUT-N/1" in response.json()["error"]
