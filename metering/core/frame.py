@@ -27,6 +27,7 @@ _GEMM_CHUNK_MNK = 1_000_000
 _KIND_ROW = {kind: row for row, kind in enumerate(KINDS)}
 _NO_VOLTAGE = np.array([np.nan])
 _DTYPE = attrgetter("dtype")
+_FLOAT32 = np.dtype(np.float32)
 
 
 def compute_frame(
@@ -124,59 +125,62 @@ def compute_frame(
     # would cost another pass over all currents) and every sum runs over both parts.
     vs = _Split(carry.voltages if n_carry else None, _as_block(v_rows, plan.voltage_keys, "voltage", n_new, dtype))
 
-    window = _find_window(vs, fs, plan)
-    first, last = window.first, window.last
-    w_first, w_last = window.w_first, window.w_last
-    length = window.length
-    width = last - first + 1
+    # Bad samples (NaN, inf, huge) must end in a ValueError naming the channel, not in
+    # floating-point warnings on the way: _check_finite raises once the sums are known.
+    with np.errstate(all="ignore"):
+        window = _find_window(vs, fs, plan)
+        first, last = window.first, window.last
+        w_first, w_last = window.w_first, window.w_last
+        length = window.length
+        width = last - first + 1
 
-    # Basis rows over the window: the measured voltages, cos, sin, 1. The end columns carry the
-    # end samples' weights, so every product with the basis is a weighted window sum:
-    # sums_v[r] and sums_i[c] = sum over the window of w * x * [v_1 .. v_nv, cos, sin, 1].
-    rows, block = basis_grid(width)
-    basis_full = np.empty((nv + 3, rows * block), dtype)
-    fundamental_basis(basis_full[nv : nv + 2].reshape(2, rows, block), window, fs)
-    basis = basis_full[:, :width]
-    for part, offset in vs.parts(first, last):
-        basis[:nv, offset : offset + part.shape[1]] = part
-    basis[nv + 2] = 1.0
-    basis[:, 0] *= w_first
-    basis[:, -1] *= w_last
-    # The currents last: converting them streams all the frame's bytes through the caches.
-    i_new = _as_block(i_rows, plan.ct_ids, "current", n_new, dtype)
-    cs = _Split(carry.currents if n_carry else None, i_new)
-    sums_v = sums_i = sq_i = None
-    for (v_part, offset), (i_part, _) in zip(vs.parts(first, last), cs.parts(first, last)):
-        basis_part = basis[:, offset : offset + i_part.shape[1]]
-        part_v = v_part @ basis_part.T
-        part_i = _products(i_part, basis_part)
-        part_sq = np.vecdot(i_part, i_part)
-        if sums_v is None:
-            sums_v, sums_i, sq_i = part_v, part_i, part_sq
-        else:
-            sums_v += part_v
-            sums_i += part_i
-            sq_i += part_sq
+        # Basis rows over the window: the measured voltages, cos, sin, 1. The end columns carry the
+        # end samples' weights, so every product with the basis is a weighted window sum:
+        # sums_v[r] and sums_i[c] = sum over the window of w * x * [v_1 .. v_nv, cos, sin, 1].
+        rows, block = basis_grid(width)
+        basis_full = np.empty((nv + 3, rows * block), dtype)
+        fundamental_basis(basis_full[nv : nv + 2].reshape(2, rows, block), window, fs)
+        basis = basis_full[:, :width]
+        for part, offset in vs.parts(first, last):
+            basis[:nv, offset : offset + part.shape[1]] = part
+        basis[nv + 2] = 1.0
+        basis[:, 0] *= w_first
+        basis[:, -1] *= w_last
+        # The currents last: converting them streams all the frame's bytes through the caches.
+        i_new = _as_block(i_rows, plan.ct_ids, "current", n_new, dtype)
+        cs = _Split(carry.currents if n_carry else None, i_new)
+        sums_v = sums_i = sq_i = None
+        for (v_part, offset), (i_part, _) in zip(vs.parts(first, last), cs.parts(first, last)):
+            basis_part = basis[:, offset : offset + i_part.shape[1]]
+            part_v = v_part @ basis_part.T
+            part_i = _products(i_part, basis_part)
+            part_sq = np.vecdot(i_part, i_part)
+            if sums_v is None:
+                sums_v, sums_i, sq_i = part_v, part_i, part_sq
+            else:
+                sums_v += part_v
+                sums_i += part_i
+                sq_i += part_sq
 
-    # The consumed samples are [0, cut). Against the window they add the columns [0, first)
-    # and 1 - w_first of column first, and lack the columns [cut, last) and w_last of column
-    # last: a fraction of a cycle at each end.
-    cut = window.carry_from
-    # The columns after the window weigh 0 here: they only let a NaN there show in edge_vi.
-    i_edge = np.concatenate((cs.columns(0, first), cs.columns(cut, cs.n - 1)), axis=1)
-    v_edge = np.concatenate((vs.columns(0, first), vs.columns(cut, vs.n - 1)), axis=1)
-    weights = np.empty(v_edge.shape[1], dtype)
-    weights[:first] = 1.0
-    weights[first] = 1.0 - w_first
-    end = first + 1 + last - cut  # column of `last` in the edge block
-    weights[first + 1 : end] = -1.0
-    weights[end] = -w_last
-    weights[end + 1 :] = 0.0
-    edge_vi = i_edge @ (v_edge * weights).T  # consumed minus window sums of i * v_r
-    # sq_i: the vecdot weighed the end columns 1 instead of w_first and w_last.
-    i_ends = i_edge[:, first : end + 1 : end - first]  # columns first and last
-    sq_i -= (i_ends * i_ends) @ np.array((1.0 - w_first, 1.0 - w_last), dtype)
-    _check_finite(vs, sums_v, sq_i, edge_vi, plan, cs)
+        # The consumed samples are [0, cut). Against the window they add the columns [0, first)
+        # and 1 - w_first of column first, and lack the columns [cut, last) and w_last of column
+        # last: a fraction of a cycle at each end.
+        cut = window.carry_from
+        # The columns after the window weigh 0 here: they only let a NaN there show in edge_vi.
+        i_edge = np.concatenate((cs.columns(0, first), cs.columns(cut, cs.n - 1)), axis=1)
+        v_edge = np.concatenate((vs.columns(0, first), vs.columns(cut, vs.n - 1)), axis=1)
+        weights = np.empty(v_edge.shape[1], dtype)
+        weights[:first] = 1.0
+        weights[first] = 1.0 - w_first
+        end = first + 1 + last - cut  # column of `last` in the edge block
+        weights[first + 1 : end] = -1.0
+        weights[end] = -w_last
+        weights[end + 1 :] = 0.0
+        edge_vi = i_edge @ (v_edge * weights).T  # consumed minus window sums of i * v_r
+        # sq_i: the vecdot weighed the end columns 1 instead of w_first and w_last.
+        i_ends = i_edge[:, first : end + 1 : end - first]  # columns first and last
+        sq_i -= (i_ends * i_ends) @ np.array((1.0 - w_first, 1.0 - w_last), dtype)
+        _check_finite(vs, sums_v, sq_i, edge_vi, plan, cs)
     if dtype != np.float64:
         sums_v, sums_i, sq_i, edge_vi = (x.astype(np.float64) for x in (sums_v, sums_i, sq_i, edge_vi))
 
@@ -471,7 +475,7 @@ def _check_rows(v_rows: list[Any], i_rows: list[Any], plan: MeterPlan) -> tuple[
         dtypes = set(map(_DTYPE, rows))
     except AttributeError:  # lists: read as float64
         dtypes = {getattr(x, "dtype", None) for x in rows}
-    if len(dtypes) == 1 and np.float32 in dtypes:
+    if dtypes == {_FLOAT32}:
         return n, np.dtype(np.float32)
     if any(dtype is not None and dtype.kind == "c" for dtype in dtypes):
         names = [f"voltage {key}" for key in plan.voltage_keys] + [f"current {ct}" for ct in plan.ct_ids]

@@ -47,8 +47,9 @@ class Wave:
         return Wave({h: (a, ph - h * angle) for h, (a, ph) in self.harmonics.items()}, self.dc)
 
     def scaled(self, factor: float) -> Wave:
-        """The same wave times ``factor`` (DC included)."""
-        return Wave({h: (a * factor, ph) for h, (a, ph) in self.harmonics.items()}, self.dc * factor)
+        """The same wave times ``factor`` (DC included); amplitudes stay positive."""
+        flip = math.pi if factor < 0 else 0.0
+        return Wave({h: (a * abs(factor), ph + flip) for h, (a, ph) in self.harmonics.items()}, self.dc * factor)
 
     def minus(self, other: Wave) -> Wave:
         """The instantaneous difference ``self - other`` (e.g. a line-to-line voltage)."""
