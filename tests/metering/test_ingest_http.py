@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import orjson
 import pytest
 from django.core.cache import cache
@@ -349,3 +351,36 @@ def test_it_refuses_an_acknowledgement_for_another_locations_relay(client, house
     response = client.post("/api/v1/ingest/acks", ack, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}")
     assert response.status_code == 422
     assert "unknown relay OUT-N/1" in response.json()["error"]
+
+
+def test_it_writes_each_frames_energy_into_its_five_minute_bucket(client, house):
+    location, token = house
+    boundary = 1_764_090_000.0  # a multiple of 300 s
+    for seq, t in enumerate((boundary - 2, boundary - 1, boundary, boundary + 1), start=1):
+        post(client, star_frame(seq=seq, t=t, inputs={"INP-T/1": {"state": 0, "pulses": 10 * seq}}), token)
+    rows = list(LocationEnergy.objects.order_by("start"))
+    # The bucket before the boundary is written as soon as a frame of the next one arrives;
+    # the current one waits in the Power Box's state (at most 30 s) so each frame is one write.
+    assert [row.start.timestamp() for row in rows] == [boundary - 300]
+    assert rows[0].consumption_wh == pytest.approx(2 * 1750 / 3600, abs=ONE_CYCLE_WH(1750))
+    assert rows[0].grid_import_wh == pytest.approx(rows[0].consumption_wh)
+    load_rows = LoadEnergy.objects.filter(load__name="Heat pump")
+    assert load_rows.get().import_wh == pytest.approx(2 * 800 / 3600, abs=ONE_CYCLE_WH(800))
+    assert InputCount.objects.get().pulses == 10  # 10 → 20 → (30 is in the next bucket)
+
+    for seq in range(5, 40):
+        post(client, star_frame(seq=seq, t=boundary + seq - 3), token)
+    current = LocationEnergy.objects.get(start=datetime.fromtimestamp(boundary, tz=UTC))
+    assert current.seconds >= 30
+
+
+def test_it_keeps_registers_across_a_restart_without_a_spike(client, house):
+    from metering import ingest
+
+    _, token = house
+    post(client, star_frame(seq=1, t=0.0), token)
+    before = PowerBoxState.objects.get().registers["load"]["Grid"][0]
+    ingest._carries.clear()  # what a restarted process has
+    post(client, star_frame(seq=2, t=1.0), token)
+    after = PowerBoxState.objects.get().registers["load"]["Grid"][0]
+    assert after - before == pytest.approx(1750 / 3600, abs=ONE_CYCLE_WH(1750))
