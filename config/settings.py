@@ -76,13 +76,16 @@ ASGI_APPLICATION = "config.asgi.application"
 
 DATABASE_URL = env_url("DATABASE_URL", {"postgres", "postgresql", "sqlite"})
 if DATABASE_URL:
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=600, conn_health_checks=True)}
 else:
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": VAR_DIR / "infinity.sqlite3",
+            # Keep connections: ingest runs each frame through database_sync_to_async, which
+            # would otherwise reopen the database (and rerun the PRAGMAs) for every frame.
+            "CONN_MAX_AGE": 600,
             # Ingest writes from several threads; wait for the lock instead of failing.
             "OPTIONS": {
                 "timeout": 20,

@@ -110,8 +110,14 @@ def acknowledge(gateway: Gateway, ack: dict) -> Relay:
             message=f"{relay.name} switched {'on' if on else 'off'}{timed} (by {who})",
             data={"on": on, "command": command.pk if command else None, "until": ack.get("until")},
         )
-    transaction.on_commit(lambda: relay_changed.send(sender=gateway.location_id, relay=relay))
+    transaction.on_commit(lambda: _announce(gateway.location_id, relay))
     return relay
+
+
+def _announce(location_id: int, relay: Relay) -> None:
+    for receiver, outcome in relay_changed.send_robust(sender=location_id, relay=relay):
+        if isinstance(outcome, Exception):
+            log.error("relay_changed receiver %r failed", receiver, exc_info=outcome)
 
 
 def _int(value) -> int | None:

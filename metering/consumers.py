@@ -18,6 +18,33 @@ from metering.ingest import ingest_frames
 RECHECK_TOKEN_S = 30.0
 
 
+def receive_frames(gateway, text_data: str | None, bytes_data: bytes | None) -> list[dict]:
+    """Decode, check and store what a device sent; the replies to send back."""
+    seq = None
+    try:
+        if bytes_data is not None:
+            frames = [decode_binary(bytes_data)]
+        else:
+            docs = parse_json(text_data or "")
+            if len(docs) == 1 and docs[0].get("type") == "ack":
+                return [acknowledge(gateway, docs[0])]
+            frames = [frame_from_dict(doc) for doc in docs]
+        seq = frames[0].seq if len(frames) == 1 else None
+        outcome = ingest_frames(gateway, frames)
+    except FrameError as problem:
+        record_invalid_frame(gateway, problem, "WebSocket")
+        return [{"type": "error", "error": problem.message, "field": problem.field, "seq": seq}]
+    return [{"type": "ack", **receipt.as_dict()} for receipt in outcome.receipts]
+
+
+def acknowledge(gateway, ack: dict) -> dict:
+    try:
+        relay = commands.acknowledge(gateway, ack)
+    except commands.CommandError as problem:
+        return {"type": "error", "error": str(problem), "field": "relay"}
+    return {"type": "ack", "relay": relay.ref, "on": relay.is_on}
+
+
 def gateway_group(gateway_id: int) -> str:
     return f"gateway.{gateway_id}"
 
@@ -47,32 +74,11 @@ class IngestConsumer(AsyncWebsocketConsumer):
                 await self.send_json({"type": "error", "error": "gateway token revoked", "field": "Authorization"})
                 await self.close(code=4401)
                 return
-        seq = None
-        try:
-            if bytes_data is not None:
-                frames = [decode_binary(bytes_data)]
-            else:
-                docs = parse_json(text_data or "")
-                if len(docs) == 1 and docs[0].get("type") == "ack":
-                    await self.acknowledge(docs[0])
-                    return
-                frames = [frame_from_dict(doc) for doc in docs]
-            seq = frames[0].seq if len(frames) == 1 else None
-            outcome = await database_sync_to_async(ingest_frames)(self.gateway, frames)
-        except FrameError as problem:
-            await database_sync_to_async(record_invalid_frame)(self.gateway, problem, "WebSocket")
-            await self.send_json({"type": "error", "error": problem.message, "field": problem.field, "seq": seq})
-            return
-        for receipt in outcome.receipts:
-            await self.send_json({"type": "ack", **receipt.as_dict()})
-
-    async def acknowledge(self, ack: dict) -> None:
-        try:
-            relay = await database_sync_to_async(commands.acknowledge)(self.gateway, ack)
-        except commands.CommandError as problem:
-            await self.send_json({"type": "error", "error": str(problem), "field": "relay"})
-            return
-        await self.send_json({"type": "ack", "relay": relay.ref, "on": relay.is_on})
+        # Decoding and storing in one hop to the database thread: each hop costs more than
+        # decoding a binary frame.
+        reply = await database_sync_to_async(receive_frames)(self.gateway, text_data, bytes_data)
+        for message in reply:
+            await self.send_json(message)
 
     async def send_json(self, content: dict) -> None:
         await self.send(text_data=orjson.dumps(content).decode())

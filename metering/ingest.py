@@ -21,8 +21,10 @@ import logging
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from types import SimpleNamespace
 
-from django.db import transaction
+import orjson
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -40,6 +42,8 @@ BUCKET_S = 300
 # The pending bucket is written out at least this often, so history lags little behind.
 FLUSH_EVERY_S = 30.0
 OFFLINE_AFTER_S = 30.0
+# Gateway.last_seen_at is for people; a few seconds of precision saves a write per frame.
+LAST_SEEN_EVERY_S = 5.0
 
 
 @dataclass
@@ -152,11 +156,11 @@ def _ingest_one(gateway: Gateway, setup: Installed, frame: SampleFrame) -> tuple
     result = _compute(frame, setup, carry)
 
     with transaction.atomic():
-        state, _ = PowerBoxState.objects.select_for_update().get_or_create(powerbox_id=powerbox_id)
+        state = _lock_state(powerbox_id)
         window = SeqWindow.load(state.last_seq, state.seen_window)
         arrival = window.classify(frame.seq)
         if arrival is Arrival.DUPLICATE:
-            PowerBoxState.objects.filter(pk=state.pk).update(duplicates=F("duplicates") + 1)
+            PowerBoxState.objects.filter(pk=state.id).update(duplicates=F("duplicates") + 1)
             return Receipt(frame.seq, "duplicate"), False
         if arrival is Arrival.TOO_OLD:
             raise IngestError(
@@ -199,16 +203,61 @@ def _ingest_one(gateway: Gateway, setup: Installed, frame: SampleFrame) -> tuple
         input_events, input_pulses = _track_inputs(state, setup, frame, newest)
         events += input_events
         _add_to_buckets(state, setup, frame, result, input_pulses)
-        state.save()
+        _save_state(state)
         if events:
             Event.objects.bulk_create(events)
-        Gateway.objects.filter(pk=gateway.pk).update(last_seen_at=now)
+        if gateway.last_seen_at is None or (now - gateway.last_seen_at).total_seconds() >= LAST_SEEN_EVERY_S:
+            gateway.last_seen_at = now
+            Gateway.objects.filter(pk=gateway.pk).update(last_seen_at=now)
 
     if newest:
         with _carry_lock:
             _carries[powerbox_id] = (frame.seq, result.carry)
         live.publish(setup, frame, result, state.inputs)
     return receipt, newest
+
+
+# The state row is read and written with plain SQL and orjson: it is the one row every frame
+# touches, and the ORM's query building cost as much as the rest of storing a frame.
+_STATE_COLUMNS = (
+    "id", "last_seq", "last_t", "last_end_t", "seen_window", "frames", "duplicates", "gaps",
+    "registers", "inputs", "pending_bucket", "offline_reported",
+)
+_STATE_JSON = frozenset({"registers", "inputs", "pending_bucket"})
+
+
+def _lock_state(powerbox_id: int) -> SimpleNamespace:
+    """The Power Box's state row, locked for this transaction (created on the first frame)."""
+    q = connection.ops.quote_name
+    table = q(PowerBoxState._meta.db_table)
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    sql = f"SELECT {', '.join(q(c) for c in _STATE_COLUMNS)} FROM {table} WHERE {q('powerbox_id')} = %s{lock}"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [powerbox_id])
+        row = cursor.fetchone()
+        if row is None:
+            PowerBoxState.objects.create(powerbox_id=powerbox_id)
+            cursor.execute(sql, [powerbox_id])
+            row = cursor.fetchone()
+    state = SimpleNamespace(**dict(zip(_STATE_COLUMNS, row)))
+    for name in _STATE_JSON:
+        value = getattr(state, name)
+        if isinstance(value, (str, bytes)):
+            setattr(state, name, orjson.loads(value))
+    state.offline_reported = bool(state.offline_reported)
+    return state
+
+
+def _save_state(state: SimpleNamespace) -> None:
+    q = connection.ops.quote_name
+    cast = "::jsonb" if connection.vendor == "postgresql" else ""
+    columns = [c for c in _STATE_COLUMNS if c != "id"]
+    assignments = ", ".join(f"{q(c)} = %s{cast if c in _STATE_JSON else ''}" for c in columns)
+    values = [
+        orjson.dumps(getattr(state, c)).decode() if c in _STATE_JSON else getattr(state, c) for c in columns
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(f"UPDATE {q(PowerBoxState._meta.db_table)} SET {assignments} WHERE {q('id')} = %s", [*values, state.id])
 
 
 def _event(setup: Installed, kind: str, module: str, message: str, data: dict, at_unix: float) -> Event:
@@ -226,7 +275,7 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def _add_registers(state: PowerBoxState, result: FrameResult) -> None:
+def _add_registers(state: SimpleNamespace, result: FrameResult) -> None:
     registers = state.registers or {}
     cts = registers.setdefault("ct", {})
     loads = registers.setdefault("load", {})
@@ -241,7 +290,7 @@ def _add_registers(state: PowerBoxState, result: FrameResult) -> None:
     state.registers = registers
 
 
-def _track_inputs(state: PowerBoxState, setup: Installed, frame: SampleFrame, newest: bool) -> tuple[list[Event], dict[str, int]]:
+def _track_inputs(state: SimpleNamespace, setup: Installed, frame: SampleFrame, newest: bool) -> tuple[list[Event], dict[str, int]]:
     """Input state changes and pulse counters. Returns events and pulses counted in this frame."""
     events: list[Event] = []
     pulses_added: dict[str, int] = {}
@@ -279,7 +328,7 @@ def bucket_start(t_unix: float) -> float:
     return t_unix - t_unix % BUCKET_S
 
 
-def _add_to_buckets(state: PowerBoxState, setup: Installed, frame: SampleFrame, result: FrameResult, pulses: dict[str, int]) -> None:
+def _add_to_buckets(state: SimpleNamespace, setup: Installed, frame: SampleFrame, result: FrameResult, pulses: dict[str, int]) -> None:
     start = bucket_start(frame.t)
     pending = state.pending_bucket or {}
     totals = result.totals
@@ -324,20 +373,43 @@ def _merge(into: dict, extra: dict) -> None:
 
 
 def write_bucket(setup: Installed, bucket: dict) -> None:
-    """Add a bucket's energy to the 5-minute tables (an upsert that adds)."""
+    """Add a bucket's energy to the 5-minute tables: one adding upsert per table.
+
+    ``INSERT … ON CONFLICT … DO UPDATE SET x = x + excluded.x`` is the same SQL on SQLite
+    (3.24+) and PostgreSQL, and adds atomically even with several ingest processes.
+    """
     start = datetime.fromtimestamp(bucket["start"], tz=UTC)
-    if bucket.get("location"):
-        row, _ = LocationEnergy.objects.get_or_create(location_id=setup.location_id, start=start)
-        LocationEnergy.objects.filter(pk=row.pk).update(**{k: F(k) + v for k, v in bucket["location"].items()})
-    for name, (imp, exp) in bucket.get("loads", {}).items():
-        load_id = setup.load_ids.get(name)
-        if load_id is None:
-            continue
-        row, _ = LoadEnergy.objects.get_or_create(load_id=load_id, start=start)
-        LoadEnergy.objects.filter(pk=row.pk).update(import_wh=F("import_wh") + imp, export_wh=F("export_wh") + exp)
-    for ref, count in bucket.get("inputs", {}).items():
-        spec = setup.inputs.get(ref)
-        if spec is None or not count:
-            continue
-        row, _ = InputCount.objects.get_or_create(input_id=spec.pk, start=start)
-        InputCount.objects.filter(pk=row.pk).update(pulses=F("pulses") + count)
+    start_db = connection.ops.adapt_datetimefield_value(start)
+    location_flows = {k: v for k, v in bucket.get("location", {}).items() if v}
+    with connection.cursor() as cursor:
+        if location_flows:
+            _upsert(cursor, LocationEnergy, ("location_id", "start"), list(location_flows), [(setup.location_id, start_db, *location_flows.values())])
+        load_rows = [
+            (setup.load_ids[name], start_db, imp, exp)
+            for name, (imp, exp) in bucket.get("loads", {}).items()
+            if name in setup.load_ids
+        ]
+        if load_rows:
+            _upsert(cursor, LoadEnergy, ("load_id", "start"), ["import_wh", "export_wh"], load_rows)
+        input_rows = [
+            (setup.inputs[ref].pk, start_db, count) for ref, count in bucket.get("inputs", {}).items() if ref in setup.inputs and count
+        ]
+        if input_rows:
+            _upsert(cursor, InputCount, ("input_id", "start"), ["pulses"], input_rows)
+
+
+def _upsert(cursor, model, keys: tuple[str, str], adds: list[str], rows: list[tuple]) -> None:
+    table = connection.ops.quote_name(model._meta.db_table)
+    q = connection.ops.quote_name
+    columns = [*keys, *adds]
+    # Columns not given take their model default (NOT NULL columns have no SQL default).
+    default_fields = [
+        f for f in model._meta.concrete_fields if f.column not in columns and not f.primary_key and f.has_default()
+    ]
+    defaults = [f.column for f in default_fields]
+    all_columns = ", ".join(q(c) for c in [*columns, *defaults])
+    placeholders = ", ".join(["%s"] * (len(columns) + len(defaults)))
+    updates = ", ".join(f"{q(c)} = {table}.{q(c)} + excluded.{q(c)}" for c in adds)
+    sql = f"INSERT INTO {table} ({all_columns}) VALUES ({placeholders}) ON CONFLICT ({q(keys[0])}, {q(keys[1])}) DO UPDATE SET {updates}"
+    default_values = tuple(f.get_default() for f in default_fields)
+    cursor.executemany(sql, [(*row, *default_values) for row in rows])

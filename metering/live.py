@@ -7,12 +7,16 @@ They are kept in Django's cache: Redis when ``REDIS_URL`` is set, else this proc
 
 from __future__ import annotations
 
+import logging
+
 from django.core.cache import cache
 from django.dispatch import Signal
 
 from metering.core import FrameResult
 from metering.frames import SampleFrame
 from metering.installed import Installed
+
+log = logging.getLogger(__name__)
 
 live_values_updated = Signal()  # sender=location id, values=dict
 
@@ -100,5 +104,8 @@ def build(setup: Installed, frame: SampleFrame, result: FrameResult, input_state
 def publish(setup: Installed, frame: SampleFrame, result: FrameResult, input_states: dict) -> dict:
     values = build(setup, frame, result, input_states)
     cache.set(key(setup.location_id), values, timeout=KEEP_S)
-    live_values_updated.send(sender=setup.location_id, values=values)
+    # The frame is stored already: a failing receiver (e.g. a page render) must not fail ingest.
+    for receiver, outcome in live_values_updated.send_robust(sender=setup.location_id, values=values):
+        if isinstance(outcome, Exception):
+            log.error("live values receiver %r failed", receiver, exc_info=outcome)
     return values
