@@ -1,3 +1,7 @@
-"""Browser WebSocket routes."""
+"""Browser WebSocket routes (session-authenticated; config.routing adds the origin check)."""
 
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from dashboard.consumers import LocationConsumer
+
+websocket_urlpatterns = [path("ws/locations/<int:pk>/", LocationConsumer.as_asgi())]

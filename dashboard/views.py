@@ -1,15 +1,128 @@
-"""Pages. Every view checks that the user belongs to the location it shows."""
+"""Pages. Every view checks that the user belongs to the location it shows.
+
+One view renders the dashboard; with htmx (``request.htmx``) and a card as the target it
+renders just that card's partial, from the same context builder (:mod:`dashboard.cards`).
+"""
 
 from __future__ import annotations
 
-from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from datetime import date
 
-from devices.models import Location
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
+from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+
+from dashboard import broadcast, cards, usage
+from dashboard.forms import RelayForm, UsageForm
+from devices.models import Location, Membership, Relay
+from metering import live
+from metering.commands import TIMED_MINUTES, CommandError, request_relay
+
+
+def _get_location_for_user(request: HttpRequest, pk: int) -> tuple[Location, str]:
+    """The location if ``request.user`` may see it, else 404 (never someone else's data), and
+    the user's role there ("owner", "viewer", "installer" or "staff")."""
+    location = get_object_or_404(Location.objects.visible_to(request.user), pk=pk)
+    return location, location.role_of(request.user)
+
+
+def _may_switch(request: HttpRequest, role: str) -> bool:
+    """Owners and staff switch relays; viewers and installers only see them."""
+    return role == Membership.OWNER or request.user.is_staff
+
+
+def _today(location: Location) -> date:
+    return timezone.now().astimezone(location.zoneinfo).date()
+
+
+def _usage(location: Location, params) -> dict:
+    period_name, day = UsageForm(params).period_and_date(_today(location))
+    return cards.usage_context(location, period_name, day, params=params)
 
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
-    locations = Location.objects.visible_to(request.user)
-    return render(request, "dashboard/home.html", {"locations": locations})
+    rows = []
+    for location in Location.objects.visible_to(request.user).select_related("gateway"):
+        values = live.latest(location.pk)
+        rows.append(
+            {
+                "location": location,
+                "values": values,
+                "totals": (values or {}).get("totals") or {},
+                **cards.freshness(values and values.get("t"), timezone.now().timestamp()),
+            }
+        )
+    return render(request, "dashboard/home.html", {"rows": rows})
+
+
+@login_required
+@require_GET
+def location_dashboard(request: HttpRequest, pk: int) -> HttpResponse:
+    location, role = _get_location_for_user(request, pk)
+    builders = {
+        "card-live-values": lambda: cards.live_values_context(location, live.latest(location.pk)),
+        "card-inputs": lambda: cards.inputs_context(location, live.latest(location.pk)),
+        "card-relays": lambda: cards.relays_context(location, _may_switch(request, role)),
+        "card-usage": lambda: _usage(location, request.GET),
+        "card-events": lambda: cards.events_context(
+            location, request.GET.get("kind", ""), request.GET.get("page", 1), params=request.GET
+        ),
+    }
+    target = request.htmx.target if request.htmx else None
+    if target in builders:
+        return render(request, cards.TEMPLATES[target], builders[target]())
+    context = {"location": location, "role": role}
+    for card_id, build in builders.items():
+        # Rendered by the very templates a refresh or a push uses.
+        context[card_id.removeprefix("card-").replace("-", "_")] = render_to_string(
+            cards.TEMPLATES[card_id], build(), request
+        )
+    return render(request, "dashboard/location.html", context)
+
+
+@login_required
+@require_GET
+def usage_csv(request: HttpRequest, pk: int) -> HttpResponse:
+    """Exactly the numbers the usage chart plots for the same ``period`` and ``date``."""
+    location, _ = _get_location_for_user(request, pk)
+    context = _usage(location, request.GET)
+    period = context["period"]
+    response = HttpResponse(usage.usage_csv(context["table"], location), content_type="text/csv; charset=utf-8")
+    filename = f"usage-{location.pk}-{period.name}-{period.first_day.isoformat()}.csv"
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+@login_required
+@require_POST
+def switch_relay(request: HttpRequest, pk: int, relay_id: int) -> HttpResponse:
+    """Ask the device to switch a relay. Its state changes when the device acknowledges."""
+    location, role = _get_location_for_user(request, pk)
+    relay = get_object_or_404(Relay.objects.select_related("module"), pk=relay_id, module__location=location)
+    if not _may_switch(request, role):
+        return HttpResponseForbidden("Only the owner of this location switches its relays.")
+    form = RelayForm(request.POST)
+    error = None
+    if form.is_valid():
+        on, minutes = form.switch()
+        try:
+            request_relay(relay, on, minutes=minutes, user=request.user)
+        except CommandError as problem:
+            error = f"{relay.name}: {problem}"
+        else:
+            transaction.on_commit(lambda: broadcast.push_relays(location.pk))
+    else:
+        error = f"{relay.name}: choose on, off or a timed switch-on of {', '.join(map(str, TIMED_MINUTES))} minutes."
+    if request.htmx:
+        # htmx swaps only successful responses, so a refused request answers 200 with the message.
+        return render(request, cards.TEMPLATES["card-relays"], {**cards.relays_context(location, True), "error": error})
+    if error:
+        messages.error(request, error)
+    return redirect(reverse("dashboard:location", args=[location.pk]) + "#card-relays")

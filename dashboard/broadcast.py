@@ -1,0 +1,181 @@
+"""Live cards to every open dashboard of a location: render once, push to the location's group.
+
+The one entry point for pushes. Receivers for :data:`metering.live.live_values_updated` (after
+every newest frame) and :data:`metering.commands.relay_changed` (after a device acknowledged a
+switch) are connected in :meth:`dashboard.apps.DashboardConfig.ready`. They render each card's
+partial ONCE per location, with the same context builders as the page (:mod:`dashboard.cards`),
+and send it to the group ``location.<pk>``; :class:`dashboard.consumers.LocationConsumer` only
+forwards ``event["html"]`` to its browser, where the htmx ws extension swaps every top-level
+element of the message out-of-band by its id (``card-live-values``, ``card-inputs``,
+``relay-state-<relay pk>``, ``events-live``).
+
+What is pushed, and when:
+
+- *Live values* and *Live inputs* cards: after a newest frame, at most once per
+  :data:`LIVE_EVERY_S` per location (both cards travel in one message).
+- *Events*: the newest page of all kinds (``events-live``; the filtered or older pages a user
+  may be reading have another id and are left alone), when an event newer than the last pushed
+  one exists, checked at most every :data:`EVENTS_EVERY_S` after a frame, and at once after a
+  relay change.
+- *Relay states* (``relay-state-<pk>``, the part of the relays card that is the same for every
+  user; the buttons and their CSRF tokens are rendered per page): after a device's
+  acknowledgement and after someone requests a switch (the "switching…" state).
+
+Coalescing: a per-(location, card) timestamp in this process (``time.monotonic()``). A frame
+arriving sooner than the interval after the last push of that card is dropped for that card:
+nothing is queued, and the next frame after the interval pushes the then newest values, so a
+burst of frames (a gateway replaying its buffer after an outage) costs one render a second, not
+one per frame. The live interval is one second less a tolerance of
+:data:`ARRIVAL_JITTER_S`: a gateway sends a frame a second, and its frames arrive 1 s ± a few
+tens of ms apart, so a strict 1.000 s would drop every other frame. With several server
+processes, each coalesces its own frames (a location's gateway talks to one process at a time).
+
+Pushes never fail ingest: a card that cannot be rendered is logged and skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.template.loader import render_to_string
+
+from dashboard import cards
+from devices.models import Location
+
+log = logging.getLogger(__name__)
+
+LIVE_EVERY_S = 1.0
+ARRIVAL_JITTER_S = 0.1
+EVENTS_EVERY_S = 5.0
+
+_lock = threading.Lock()
+_last_push: dict[tuple[int, str], float] = {}  # (location pk, card) -> monotonic time of the last push
+_last_event: dict[int, int | None] = {}  # location pk -> newest event id pushed
+
+
+def group_name(location_id: int) -> str:
+    return f"location.{location_id}"
+
+
+def reset() -> None:
+    """Forget all coalescing state (tests)."""
+    with _lock:
+        _last_push.clear()
+        _last_event.clear()
+
+
+def _due(location_id: int, card: str, interval_s: float, now: float) -> bool:
+    """True (and the push is recorded) when ``card`` was not pushed within ``interval_s``."""
+    key = (location_id, card)
+    with _lock:
+        last = _last_push.get(key)
+        if last is not None and now - last < interval_s:
+            return False
+        _last_push[key] = now
+        return True
+
+
+def send(location_id: int, html: str) -> None:
+    """Send rendered HTML to every browser showing the location."""
+    layer = get_channel_layer()
+    if layer is None or not html.strip():
+        return
+    async_to_sync(layer.group_send)(group_name(location_id), {"type": "card.update", "html": html})
+
+
+# ----------------------------------------------------------------------------- renderers
+
+
+def render_live_cards(location: Location, values: dict | None) -> str:
+    """The live values and live inputs cards, as one message."""
+    now = time.time()
+    return "\n".join(
+        [
+            render_to_string(cards.TEMPLATES["card-live-values"], cards.live_values_context(location, values, now)),
+            render_to_string(cards.TEMPLATES["card-inputs"], cards.inputs_context(location, values, now)),
+        ]
+    )
+
+
+def render_events(location: Location) -> str:
+    """The newest page of all events (the ``events-live`` body)."""
+    return render_to_string("dashboard/_card_events.html#events-body", cards.events_context(location))
+
+
+def render_relay_states(location: Location) -> str:
+    return "\n".join(
+        render_to_string("dashboard/_card_relays.html#relay-state", {"location": location, "row": row})
+        for row in cards.relay_rows(location)
+    )
+
+
+# ----------------------------------------------------------------------------- pushes
+
+
+def push_live(location_id: int, values: dict, now: float | None = None) -> bool:
+    """Push the live cards unless they were pushed less than a second ago. True when pushed."""
+    now = time.monotonic() if now is None else now
+    if not _due(location_id, "live", LIVE_EVERY_S - ARRIVAL_JITTER_S, now):
+        return False
+    location = Location.objects.filter(pk=location_id).first()
+    if location is None:
+        return False
+    send(location_id, render_live_cards(location, values))
+    return True
+
+
+def push_events(location_id: int, now: float | None = None, at_once: bool = False) -> bool:
+    """Push the newest events when there is a new one; checked at most every few seconds unless
+    ``at_once``. True when pushed."""
+    now = time.monotonic() if now is None else now
+    if not at_once and not _due(location_id, "events", EVENTS_EVERY_S, now):
+        return False
+    newest = cards.newest_event_id(location_id)
+    with _lock:
+        if location_id in _last_event and _last_event[location_id] == newest:
+            return False
+        _last_event[location_id] = newest
+    location = Location.objects.filter(pk=location_id).first()
+    if location is None:
+        return False
+    send(location_id, render_events(location))
+    return True
+
+
+def push_relays(location_id: int) -> None:
+    """Push every relay's state and the newest events (a switch request or acknowledgement)."""
+    location = Location.objects.filter(pk=location_id).first()
+    if location is None:
+        return
+    send(location_id, render_relay_states(location))
+    push_events(location_id, at_once=True)
+
+
+# ----------------------------------------------------------------------------- receivers
+
+
+def on_live_values_updated(sender: int, values: dict, **kwargs) -> None:
+    try:
+        push_live(sender, values)
+        push_events(sender)
+    except Exception:  # a card must never break ingest
+        log.exception("could not push the live cards of location %s", sender)
+
+
+def on_relay_changed(sender: int, relay=None, **kwargs) -> None:
+    try:
+        push_relays(sender)
+    except Exception:
+        log.exception("could not push the relay states of location %s", sender)
+
+
+def connect_signals() -> None:
+    from metering.commands import relay_changed
+    from metering.live import live_values_updated
+
+    live_values_updated.connect(on_live_values_updated, dispatch_uid="dashboard.broadcast.live")
+    relay_changed.connect(on_relay_changed, dispatch_uid="dashboard.broadcast.relay")

@@ -1,0 +1,326 @@
+"""The *Electricity usage* card: one table per period, drawn by plotly and downloaded as CSV.
+
+:func:`usage_table` produces the numbers; the chart (:func:`usage_figure`) and the CSV
+(:func:`usage_csv`) are both made from that one table, so the download is exactly what is
+plotted. Periods are calendar periods in the location's time zone, so a daylight-saving day has
+23 or 25 hours (276 or 300 five-minute rows, 23 or 25 hourly rows).
+
+Units: the day view plots the **average power of each 5-minute bucket in kW** (a 5-minute kWh
+figure is too small to read); week, month and year plot the **energy per bucket in kWh** (per
+hour, day, month). Always-on is the lowest 5-minute average consumption — for the day view the
+day's value, otherwise each bucket's: in kW on the same axis for day and week (a kWh per hour is
+an average kW), in W on a right-hand axis for month and year.
+Buckets without any stored history are empty (no value), not zero.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass, replace
+from datetime import date, datetime, timedelta
+from datetime import time as dt_time
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from devices.models import Location
+from metering import history
+
+PERIODS = ("day", "week", "month", "year")
+RESOLUTION = {"day": "5min", "week": "hour", "month": "day", "year": "month"}
+BUCKET_NAME = {"day": "5 min", "week": "hour", "month": "day", "year": "month"}
+BUCKET_HOURS = history.BUCKET.total_seconds() / 3600
+
+COLOURS = {
+    "consumption": "#2563eb",
+    "solar": "#d97706",
+    "grid_import": "#dc2626",
+    "grid_export": "#16a34a",
+    "always_on": "#6b7280",
+}
+
+
+@dataclass(frozen=True)
+class Period:
+    """A calendar period in the location's time zone: ``start`` inclusive, ``end`` exclusive."""
+
+    name: str
+    first_day: date
+    start: datetime
+    end: datetime
+    previous: date
+    next: date | None  # None when the next period has not started yet
+    title: str
+
+    @property
+    def resolution(self) -> str:
+        return RESOLUTION[self.name]
+
+    @property
+    def energy_unit(self) -> str:
+        return "kW" if self.name == "day" else "kWh"
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    label: str
+    unit: str
+
+    @property
+    def header(self) -> str:
+        return f"{self.label} [{self.unit}]"
+
+
+def _first_day(name: str, day: date) -> date:
+    if name == "day":
+        return day
+    if name == "week":
+        return day - timedelta(days=day.weekday())
+    if name == "month":
+        return day.replace(day=1)
+    if name == "year":
+        return date(day.year, 1, 1)
+    raise ValueError(f"unknown period {name!r}; use one of {', '.join(PERIODS)}")
+
+
+def _shift(name: str, first: date, steps: int) -> date:
+    if name == "day":
+        return first + timedelta(days=steps)
+    if name == "week":
+        return first + timedelta(weeks=steps)
+    if name == "month":
+        months = first.year * 12 + first.month - 1 + steps
+        return date(months // 12, months % 12 + 1, 1)
+    return date(first.year + steps, 1, 1)
+
+
+def _title(name: str, first: date, last: date) -> str:
+    if name == "day":
+        return f"{first:%A} {first.day} {first:%B %Y}"
+    if name == "week":
+        iso = first.isocalendar()
+        if first.month == last.month:
+            span = f"{first.day}–{last.day} {last:%b %Y}"
+        else:
+            span = f"{first.day} {first:%b} – {last.day} {last:%b %Y}"
+        return f"Week {iso.week}, {span}"
+    if name == "month":
+        return f"{first:%B %Y}"
+    return str(first.year)
+
+
+def period_for(location: Location, name: str, day: date, today: date) -> Period:
+    """The ``name`` period (day, week, month, year) containing ``day``; ``today`` limits "next"."""
+    first = _first_day(name, day)
+    following = _shift(name, first, 1)
+    zone = location.zoneinfo
+    return Period(
+        name=name,
+        first_day=first,
+        start=datetime.combine(first, dt_time(0), tzinfo=zone),
+        end=datetime.combine(following, dt_time(0), tzinfo=zone),
+        previous=_shift(name, first, -1),
+        next=following if following <= today else None,
+        title=_title(name, first, following - timedelta(days=1)),
+    )
+
+
+def columns(period: Period, has_solar: bool) -> list[Column]:
+    unit = period.energy_unit
+    flows = [
+        ("consumption", "Consumption"),
+        ("solar", "Solar"),
+        ("grid_import", "Grid import"),
+        ("grid_export", "Grid export"),
+    ]
+    cols = [Column(key, label, unit) for key, label in flows if key != "solar" or has_solar]
+    # Always-on shares the power axis where the chart plots power-like figures (kW average, kWh
+    # per hour); per day or month it has its own axis in W.
+    cols.append(Column("always_on", "Always-on", "kW" if period.name in ("day", "week") else "W"))
+    return cols
+
+
+def usage_table(
+    location: Location, period: Period, now: datetime, has_solar: bool = True
+) -> tuple[pd.DataFrame, history.Summary | None]:
+    """The plotted numbers, indexed by each bucket's local start, columns named by :func:`columns`.
+
+    Returns the table (one row per bucket of the period, NaN where nothing is stored) and the
+    period's summary (None without history). The 5-minute bucket still being filled is left out
+    of power figures (its energy is partial).
+    """
+    cols = columns(period, has_solar)
+    rule = history.RESOLUTIONS[period.resolution]
+    index = pd.date_range(
+        pd.Timestamp(period.start), pd.Timestamp(period.end), freq=rule, inclusive="left", name="start"
+    )
+    buckets = history.location_buckets(location, period.start, period.end)
+    table = pd.DataFrame(index=index, columns=[c.header for c in cols], dtype=float)
+    if buckets.empty:
+        return table, None
+
+    complete = buckets.index + history.BUCKET <= pd.Timestamp(now)
+    power_w = (buckets["consumption_wh"] / BUCKET_HOURS)[complete]
+    counts = buckets["consumption_wh"].resample(rule).count().reindex(index, fill_value=0)
+    if period.name == "day":
+        flows = buckets.loc[complete, list(history.FLOWS)].reindex(index) / BUCKET_HOURS / 1000  # average kW
+        always_on = pd.Series(power_w.min() if len(power_w) else float("nan"), index=index)
+    else:
+        flows = buckets[list(history.FLOWS)].resample(rule).sum().reindex(index) / 1000  # kWh
+        flows[counts == 0] = float("nan")
+        always_on = (
+            power_w.resample(rule).min().reindex(index) if len(power_w) else pd.Series(float("nan"), index=index)
+        )
+        always_on[counts == 0] = float("nan")
+    source = {
+        "consumption": flows["consumption_wh"],
+        "solar": flows["solar_wh"],
+        "grid_import": flows["grid_import_wh"],
+        "grid_export": flows["grid_export_wh"],
+        "always_on": always_on,
+    }
+    for col in cols:
+        values = source[col.key] / 1000 if col.key == "always_on" and col.unit == "kW" else source[col.key]
+        table[col.header] = values.round(0 if col.unit == "W" else 3)
+
+    summary = replace(history.summarise(buckets), always_on_w=float(power_w.min()) if len(power_w) else None)
+    return table, summary
+
+
+def _labels(index: pd.DatetimeIndex, period: Period) -> list[str]:
+    """Category labels for the x axis, unique even when a local hour repeats (autumn DST)."""
+    fmt = {"day": "%H:%M", "week": "%a %d %b %H:%M", "month": "%a %d %b", "year": "%b %Y"}[period.name]
+    labels = [ts.strftime(fmt) for ts in index]
+    seen: dict[str, int] = {}
+    for label in labels:
+        seen[label] = seen.get(label, 0) + 1
+    return [f"{label} {ts.strftime('%Z')}" if seen[label] > 1 else label for label, ts in zip(labels, index)]
+
+
+def usage_figure(table: pd.DataFrame, period: Period) -> dict:
+    """A plotly figure (as plain JSON data) of exactly the table's columns.
+
+    The x axis is a category axis of bucket labels: buckets are equally long in absolute time,
+    so this spacing is true, and a 23- or 25-hour day needs no special case.
+    """
+    labels = _labels(table.index, period)
+    figure = go.Figure()
+    bars = period.name in ("month", "year")
+    for header in table.columns:
+        key_label, unit = header.rsplit(" [", 1)
+        key = key_label.lower().replace("-", "_").replace(" ", "_")
+        colour = COLOURS.get(key, "#334155")
+        y = [None if pd.isna(v) else float(v) for v in table[header]]
+        if key == "always_on":
+            own_axis = unit == "W]"
+            figure.add_trace(
+                go.Scatter(
+                    x=labels,
+                    y=y,
+                    name=key_label,
+                    yaxis="y2" if own_axis else "y",
+                    mode="lines",
+                    line={"color": colour, "dash": "dot", "width": 2},
+                    hovertemplate=("%{y:.0f} W" if own_axis else "%{y:.2f} kW") + "<extra>" + key_label + "</extra>",
+                )
+            )
+        elif bars:
+            figure.add_trace(
+                go.Bar(
+                    x=labels,
+                    y=y,
+                    name=key_label,
+                    marker_color=colour,
+                    hovertemplate="%{y:.2f} kWh<extra>" + key_label + "</extra>",
+                )
+            )
+        else:
+            figure.add_trace(
+                go.Scatter(
+                    x=labels,
+                    y=y,
+                    name=key_label,
+                    mode="lines",
+                    line={"color": colour, "width": 2},
+                    fill="tozeroy" if key == "consumption" else None,
+                    fillcolor="rgba(37, 99, 235, 0.10)" if key == "consumption" else None,
+                    hovertemplate="%{y:.2f} " + period.energy_unit + "<extra>" + key_label + "</extra>",
+                )
+            )
+    if period.name == "day":
+        y_title = "Average power per 5 min [kW]"
+    else:
+        y_title = f"Energy per {BUCKET_NAME[period.name]} [kWh]"
+    xaxis = {"type": "category", "showgrid": False, "tickangle": 0, "automargin": True}
+    if period.name in ("day", "week"):
+        ticks = [
+            (label, ts)
+            for label, ts in zip(labels, table.index)
+            if ts.minute == 0 and (ts.hour % 3 == 0 if period.name == "day" else ts.hour == 0)
+        ]
+        xaxis["tickvals"] = [label for label, _ in ticks]
+        xaxis["ticktext"] = [ts.strftime("%H:%M") if period.name == "day" else ts.strftime("%a %d") for _, ts in ticks]
+    figure.update_layout(
+        barmode="group",
+        height=340,
+        margin={"l": 56, "r": 56 if period.name in ("month", "year") else 16, "t": 12, "b": 40},
+        paper_bgcolor="rgba(0,0,0,0)",
+        plot_bgcolor="rgba(0,0,0,0)",
+        font={"family": "system-ui, -apple-system, Segoe UI, Roboto, sans-serif", "size": 12, "color": "#1d2430"},
+        hovermode="x unified",
+        legend={"orientation": "h", "y": -0.18, "x": 0},
+        xaxis=xaxis,
+        yaxis={
+            "title": {"text": y_title},
+            "rangemode": "tozero",
+            "gridcolor": "#e5e7eb",
+            "zeroline": True,
+            "zerolinecolor": "#cbd5e1",
+        },
+    )
+    if period.name in ("month", "year"):
+        figure.update_layout(
+            yaxis2={
+                "title": {"text": "Always-on [W]"},
+                "overlaying": "y",
+                "side": "right",
+                "rangemode": "tozero",
+                "showgrid": False,
+            }
+        )
+    return json.loads(figure.to_json())
+
+
+def usage_csv(table: pd.DataFrame, location: Location) -> str:
+    """The table as CSV: local ISO 8601 start times (with their UTC offset), units in the headers."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([f"Start ({location.timezone})", *table.columns])
+    for ts, row in zip(table.index, table.itertuples(index=False)):
+        writer.writerow([ts.isoformat(), *("" if pd.isna(v) else _plain(v) for v in row)])
+    return out.getvalue()
+
+
+def _plain(value: float) -> str:
+    text = repr(float(value))
+    return text[:-2] if text.endswith(".0") else text
+
+
+def display_rows(table: pd.DataFrame, period: Period) -> list[tuple[str, list[str]]]:
+    """The table for people (the chart's accessible alternative): local time and rounded values."""
+    labels = _labels(table.index, period)
+    rows = []
+    for label, values in zip(labels, table.itertuples(index=False)):
+        cells = []
+        for header, value in zip(table.columns, values):
+            if pd.isna(value):
+                cells.append("—")
+            elif header.endswith("[W]"):
+                cells.append(f"{value:.0f}")
+            else:
+                cells.append(f"{value:.2f}")
+        rows.append((label, cells))
+    return rows

@@ -1,0 +1,150 @@
+"""The browser WebSocket /ws/locations/<id>/ through the real router: who may connect, what arrives."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from asgiref.sync import async_to_sync, sync_to_async
+from channels.layers import get_channel_layer
+from channels.testing import WebsocketCommunicator
+from django.test import Client
+
+from config.asgi import application
+from dashboard import broadcast
+from devices.models import Relay
+from metering.models import RelayCommand
+from tests.dashboard.conftest import ingest
+from tests.factories import star_frame
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def socket(client, location_id: int, user=None, origin: bytes = b"http://testserver") -> WebsocketCommunicator:
+    """A browser's socket: signed in as ``user`` (its own session) or anonymous."""
+    headers = [(b"origin", origin)]
+    if user is not None:
+        session = Client()
+        session.force_login(user)
+        headers.append((b"cookie", f"sessionid={session.cookies['sessionid'].value}".encode()))
+    return WebsocketCommunicator(application, f"/ws/locations/{location_id}/", headers=headers)
+
+
+def try_connect(communicator: WebsocketCommunicator) -> bool:
+    async def attempt():
+        connected, _ = await communicator.connect(timeout=5)
+        await communicator.disconnect()
+        return connected
+
+    return async_to_sync(attempt)()
+
+
+def test_it_refuses_anonymous_and_stranger_sockets(client, house, stranger):
+    location, _ = house
+    assert try_connect(socket(client, location.pk)) is False
+    assert try_connect(socket(client, location.pk, stranger)) is False
+    assert try_connect(socket(client, 999_999, stranger)) is False
+
+
+@pytest.mark.parametrize("persona", ["owner", "viewer", "installer", "staff"])
+def test_it_accepts_members_and_staff(client, house, persona, request):
+    location, _ = house
+    assert try_connect(socket(client, location.pk, request.getfixturevalue(persona))) is True
+
+
+def test_it_refuses_a_socket_from_another_origin(client, house, owner):
+    location, _ = house
+    assert try_connect(socket(client, location.pk, owner, origin=b"http://evil.example")) is False
+
+
+def test_it_pushes_the_live_cards_after_a_frame_is_ingested(client, house, owner):
+    location, token = house
+    communicator = socket(client, location.pk, owner)
+
+    async def run():
+        connected, _ = await communicator.connect(timeout=5)
+        assert connected
+        try:
+            await sync_to_async(ingest)(
+                client,
+                token,
+                star_frame(
+                    t=time.time() - 1, loads_w={"A": (1234.0, 0.0), "B": (0.0, 0.0), "C": (0.0, 0.0), "D": (0.0, 0.0)}
+                ),
+            )
+            first = await communicator.receive_from(timeout=5)
+            second = await communicator.receive_from(timeout=5)  # the events card (the first check of this process)
+            return first, second
+        finally:
+            await communicator.disconnect()
+
+    first, second = async_to_sync(run)()
+    assert first.lstrip().startswith('<section id="card-live-values"')
+    assert '<section id="card-inputs"' in first
+    assert '<td class="num p">1234</td>' in first or '<td class="num p">1233</td>' in first
+    assert second.lstrip().startswith('<div id="events-live"')
+
+
+def test_it_sends_what_the_broadcast_rendered_to_every_member(client, house, owner, viewer):
+    location, _ = house
+    owner_socket = socket(client, location.pk, owner)
+    viewer_socket = socket(client, location.pk, viewer)
+
+    async def run():
+        await owner_socket.connect(timeout=5)
+        await viewer_socket.connect(timeout=5)
+        try:
+            await sync_to_async(broadcast.send)(location.pk, '<section id="card-live-values">hello</section>')
+            return await owner_socket.receive_from(timeout=5), await viewer_socket.receive_from(timeout=5)
+        finally:
+            await owner_socket.disconnect()
+            await viewer_socket.disconnect()
+
+    assert async_to_sync(run)() == ('<section id="card-live-values">hello</section>',) * 2
+
+
+def test_it_pushes_relay_states_and_events_when_the_device_acknowledges(client, house, owner):
+    location, token = house
+    relay = Relay.objects.get(module__location=location, number="1")
+    communicator = socket(client, location.pk, owner)
+
+    def switch_and_acknowledge():
+        client.force_login(owner)
+        client.post(f"/locations/{location.pk}/relays/{relay.pk}/", {"command": "on"})
+        command = RelayCommand.objects.get()
+        ack = {"type": "ack", "command": str(command.pk), "relay": relay.ref, "on": True}
+        client.post(
+            "/api/v1/ingest/acks", data=ack, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}"
+        )
+
+    async def run():
+        await communicator.connect(timeout=5)
+        try:
+            await sync_to_async(switch_and_acknowledge)()
+            return [await communicator.receive_from(timeout=5) for _ in range(4)]
+        finally:
+            await communicator.disconnect()
+
+    # The request: the "switching" state and the events (the first look of this process);
+    # the acknowledgement: the new state and the new event.
+    pending, _, acknowledged, events = async_to_sync(run)()
+    assert pending.lstrip().startswith(f'<div id="relay-state-{relay.pk}"') and "Switching on…" in pending
+    assert (
+        f'<div id="relay-state-{relay.pk}" class="relay-state is-on"' in acknowledged
+        and "Switching" not in acknowledged
+    )
+    assert events.lstrip().startswith('<div id="events-live"') and "Boiler switched on (by owner)" in events
+
+
+def test_it_leaves_the_group_on_disconnect(client, house, owner):
+    location, _ = house
+    communicator = socket(client, location.pk, owner)
+    layer = get_channel_layer()
+
+    async def run():
+        await communicator.connect(timeout=5)
+        members = len(layer.groups.get(broadcast.group_name(location.pk), {}))
+        await communicator.disconnect()
+        return members, len(layer.groups.get(broadcast.group_name(location.pk), {}))
+
+    assert async_to_sync(run)() == (1, 0)
