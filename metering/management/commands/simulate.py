@@ -1,0 +1,250 @@
+"""``manage.py simulate LOCATION_ID``: a simulated house streaming frames into a location.
+
+The house is built from the location's installation (or ``--installation FILE``), optionally
+writes ``--backfill DAYS`` of history first, then streams one frame per simulated second over
+HTTP, WebSocket or MQTT with the gateway's token, applying the relay commands it receives.
+The work is done by :func:`metering.simulator.stream.stream` and :func:`backfill_history`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from metering.simulator.house import House
+from metering.simulator.stream import stream
+from metering.simulator.transport import FatalTransportError, make_transport
+
+BUCKET_S = 300
+BUCKETS_PER_DAY = 288
+
+
+def backfill_history(
+    location, house: House, days: float, *, now: datetime | None = None, bar: Callable[[str], None] | None = None
+) -> int:
+    """Write ``days`` of simulated history ending ``now`` through ``metering.history.backfill``,
+    drawing a text progress bar with ``bar`` (default: stderr). Returns the buckets written."""
+    from metering.history import backfill
+
+    bar = bar or _stderr
+    now = now or datetime.now(UTC)
+    # Whole buckets up to the current one, which the live frames fill.
+    end = datetime.fromtimestamp(now.timestamp() // BUCKET_S * BUCKET_S, UTC)
+    total = int(days * BUCKETS_PER_DAY)
+    rows = _with_progress(house.bucket_energy(end - timedelta(days=days), end), total, bar)
+    written = backfill(location, rows, progress=lambda *args, **kwargs: None)
+    bar("\n")
+    return written
+
+
+def _stderr(text: str) -> None:
+    sys.stderr.write(text)
+    sys.stderr.flush()
+
+
+def _with_progress(rows: Iterable, total: int, bar: Callable[[str], None]) -> Iterator:
+    started = time.monotonic()
+    count = 0
+    for count, row in enumerate(rows, 1):
+        if count % 96 == 0 or count == total:
+            _draw(bar, count, total, started)
+        yield row
+    _draw(bar, count, max(total, count), started)
+
+
+def _draw(bar: Callable[[str], None], done: int, total: int, started: float) -> None:
+    width = 30
+    share = done / total if total else 1.0
+    filled = int(width * min(share, 1.0))
+    bar(
+        f"\rbackfill [{'#' * filled}{'.' * (width - filled)}] {share:4.0%} "
+        f"{done}/{total} buckets, {time.monotonic() - started:.1f} s"
+    )
+
+
+def _parse_miswire(values: list[str]) -> dict[str, str]:
+    miswire = {}
+    for value in values:
+        ct, sep, phase = value.partition("=")
+        if not sep or not ct or phase not in ("L1", "L2", "L3"):
+            raise CommandError(f"--miswire {value!r}: expected CT=PHASE, e.g. CTH-0001/D=L3")
+        miswire[ct] = phase
+    return miswire
+
+
+class Command(BaseCommand):
+    help = (
+        "Simulate the house of a location: optionally backfill history, then stream sample frames "
+        "(one per simulated second) over HTTP, WebSocket or MQTT with the gateway token, applying relay commands."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("location_id", type=int, help="the location whose installation is simulated")
+        parser.add_argument("--transport", choices=("http", "ws", "mqtt"), default="http")
+        parser.add_argument("--url", default="http://127.0.0.1:8000", help="server for HTTP and WebSocket ingest")
+        parser.add_argument(
+            "--mqtt-url", default=os.environ.get("MQTT_URL") or "mqtt://127.0.0.1:1883", help="MQTT broker"
+        )
+        parser.add_argument(
+            "--token",
+            default=os.environ.get("INFINITY_GATEWAY_TOKEN"),
+            help="gateway ingest token (default: $INFINITY_GATEWAY_TOKEN; `manage.py load_demo --json` prints the demo's)",
+        )
+        parser.add_argument("--speed", type=float, default=1.0, help="simulated seconds per wall second (default 1)")
+        parser.add_argument("--backfill", type=float, default=0, metavar="DAYS", help="write DAYS of history first")
+        parser.add_argument(
+            "--frames", type=int, default=None, metavar="N", help="stop after N frames (0: backfill only)"
+        )
+        parser.add_argument("--faults", action="store_true", help="inject duplicates, gaps and malformed frames")
+        parser.add_argument(
+            "--fault-rate", type=float, default=0.02, help="share of frames with a fault (default 0.02)"
+        )
+        parser.add_argument("--seed", type=int, default=None, help="random seed (default: the location id)")
+        parser.add_argument(
+            "--miswire", action="append", default=[], metavar="CT=PHASE", help="a CT that sits on another phase"
+        )
+        parser.add_argument("--reverse", action="append", default=[], metavar="CT", help="a CT mounted backwards")
+        parser.add_argument("--json", action="store_true", help="WebSocket: send JSON text instead of binary frames")
+        parser.add_argument("--fs", type=float, default=6400.0, help="samples per second (default 6400)")
+        parser.add_argument("--every", type=int, default=10, metavar="N", help="print a status line every N frames")
+        parser.add_argument("--buffer", type=int, default=120, metavar="N", help="frames kept during an outage")
+        parser.add_argument("--cloudiness", type=float, default=None, help="fix the sky: 0 clear .. 1 overcast")
+        parser.add_argument(
+            "--installation",
+            type=Path,
+            default=None,
+            metavar="FILE",
+            help="use this installation file, not the database",
+        )
+
+    def handle(self, *args, **options) -> None:
+        self._log_to_stderr()
+        location_id = options["location_id"]
+        location = None
+        if options["installation"] is not None:
+            try:
+                installation = json.loads(options["installation"].read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise CommandError(f"cannot read {options['installation']}: {exc}") from exc
+        else:
+            location = self._location(location_id)
+            try:
+                from devices.installation import export_installation
+            except ImportError as exc:
+                raise CommandError(f"devices.installation.export_installation is not available ({exc})") from exc
+            installation = export_installation(location)
+        seed = location_id if options["seed"] is None else options["seed"]
+        try:
+            house = House(
+                installation,
+                seed=seed,
+                miswire=_parse_miswire(options["miswire"]),
+                reverse=options["reverse"],
+                cloudiness=options["cloudiness"],
+            )
+        except ValueError as exc:
+            raise CommandError(f"cannot simulate this installation: {exc}") from exc
+
+        if options["backfill"] > 0:
+            self._backfill(location or self._location(location_id), house, options["backfill"])
+        if options["frames"] == 0:
+            return
+        token = options["token"]
+        if not token:
+            raise CommandError(
+                "no gateway token: pass --token or set INFINITY_GATEWAY_TOKEN "
+                "(`manage.py load_demo --json` prints the demo's; import_installation prints a location's)"
+            )
+        try:
+            transport = make_transport(
+                options["transport"],
+                url=options["url"],
+                mqtt_url=options["mqtt_url"],
+                token=token,
+                serial=house.gateway_serial,
+                binary=not options["json"],
+            )
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
+        target = options["mqtt_url"] if options["transport"] == "mqtt" else options["url"]
+        self.stdout.write(
+            f"Streaming {house.topology} house {installation.get('location', {}).get('name', '')!r} "
+            f"(Power Box {house.powerbox_serial}) to {target} over {transport.name}, "
+            f"{options['speed']:g} frame(s) per second. Ctrl+C stops."
+        )
+        try:
+            stats = stream(
+                house,
+                transport,
+                speed=options["speed"],
+                frames=options["frames"],
+                faults=options["faults"],
+                fault_rate=options["fault_rate"],
+                seed=seed,
+                fs_hz=options["fs"],
+                report_every=options["every"],
+                buffer_limit=options["buffer"],
+                out=self.stdout.write,
+                warn=self.stderr.write,
+            )
+        except FatalTransportError as exc:
+            raise CommandError(str(exc)) from exc
+        except KeyboardInterrupt:
+            self.stdout.write("Stopped.")
+            return
+        injected = ", ".join(f"{n} {kind}" for kind, n in sorted(stats.injected.items())) or "none"
+        malformed = sum(n for kind, n in stats.injected.items() if kind not in ("duplicate", "gap"))
+        if malformed:
+            injected += f" ({stats.injected_refused} of {malformed} malformed frames refused by the server)"
+        self.stdout.write(
+            f"Done: {stats.sent} frames sent, {stats.accepted} accepted ({stats.duplicates} duplicates), "
+            f"{stats.errors} refused, {stats.dropped} dropped; faults injected: {injected}; "
+            f"{stats.commands} commands applied."
+        )
+
+    def _location(self, location_id: int):
+        from devices.models import Location
+
+        try:
+            return Location.objects.get(pk=location_id)
+        except Location.DoesNotExist:
+            raise CommandError(f"no location with id {location_id}") from None
+
+    def _backfill(self, location, house: House, days: float) -> None:
+        try:
+            from metering.history import backfill  # noqa: F401
+        except ImportError:
+            self.stderr.write(
+                "History backfill is not available (metering.history.backfill is missing); streaming only."
+            )
+            return
+        self.stderr.write(f"Writing {days:g} days of simulated history for {location.name!r}...")
+
+        def bar(text: str) -> None:
+            self.stderr.write(text, ending="")
+            self.stderr.flush()
+
+        try:
+            written = backfill_history(location, house, days, bar=bar)
+        except ImportError as exc:  # the history side is missing a piece
+            self.stderr.write(f"\nHistory backfill failed ({exc}); streaming only.")
+            return
+        self.stderr.write(f"History: {written} five-minute buckets written.")
+
+    @staticmethod
+    def _log_to_stderr() -> None:
+        logger = logging.getLogger("metering.simulator")
+        if not logger.hasHandlers():  # settings.LOGGING may already show it
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+            logger.addHandler(handler)
+        if logger.getEffectiveLevel() > logging.INFO:
+            logger.setLevel(logging.INFO)
