@@ -235,6 +235,53 @@ def worst_errors(cases: list[Scenario] | None = None) -> dict[str, tuple[float, 
     return worst
 
 
+def energy_errors(fs_hz: float = 6400.0) -> dict[str, float]:
+    """Energy bookkeeping, relative errors.
+
+    ``split_vs_whole``: a 3.9 s signal (harmonics, 0.1 % noise) metered as one frame and as
+    10 chained frames of odd lengths. ``constant_p``: 12 chained 1 s frames of a constant
+    power (voltage starting on a zero crossing) against ``P t``, ``t`` the consumed time.
+    """
+    lengths = (2203, 3001, 1777, 2999, 2311, 4097, 1901, 2777, 1513, 2381)
+    voltages = {f"L{k + 1}": distorted(325.0, -2 * math.pi * k / 3, thd=0.04, seed=k) for k in range(3)}
+    currents = {f"CT-{k + 1}": distorted(14.0, -2 * math.pi * k / 3 - 0.4 * k, thd=0.5, seed=5 + k) for k in range(3)}
+    config = MeterConfig("3P+N", 50.0, tuple(CtChannel(f"CT-{k}", "Grid", "grid", f"L{k}") for k in (1, 2, 3)))
+    frame = sample_frame(voltages, currents, fs_hz, 49.7, sum(lengths), noise=0.001, seed=3)
+    whole = compute_frame(frame.voltages, frame.currents, fs_hz, config)
+    split, carry, start = 0.0, None, 0
+    for length in lengths:
+        part = slice(start, start + length)
+        result = compute_frame(
+            {k: x[part] for k, x in frame.voltages.items()},
+            {k: x[part] for k, x in frame.currents.items()},
+            fs_hz,
+            config,
+            carry,
+        )
+        split += float((result.ct.energy_import_wh - result.ct.energy_export_wh).sum())
+        carry, start = result.carry, start + length
+    reference = float((whole.ct.energy_import_wh - whole.ct.energy_export_wh).sum())
+
+    v = Wave({1: (325.0, -math.pi / 2)})
+    i = Wave({1: (14.0, -math.pi / 2 - 0.5)})
+    single = MeterConfig("1P", 50.0, (CtChannel("CT-1", "House", "grid", "L1"),))
+    n = int(fs_hz)
+    frame = sample_frame({"L1": v}, {"CT-1": i}, fs_hz, 50.0, 12 * n)
+    energy_wh, seconds, carry = 0.0, 0.0, None
+    for k in range(12):
+        part = slice(k * n, (k + 1) * n)
+        result = compute_frame(
+            {"L1": frame.voltages["L1"][part]}, {"CT-1": frame.currents["CT-1"][part]}, fs_hz, single, carry
+        )
+        energy_wh += float(result.ct.energy_import_wh[0])
+        seconds += result.energy_s
+        carry = result.carry
+    return {
+        "split_vs_whole": abs(split / reference - 1.0),
+        "constant_p": abs(energy_wh / (active_power(v, i) * seconds / 3600.0) - 1.0),
+    }
+
+
 def main() -> None:
     worst = worst_errors()
     print(f"{len(scenarios())} scenarios; worst error per quantity (tolerance):")
@@ -242,6 +289,10 @@ def main() -> None:
         unit = " Hz" if key == "frequency_hz" else ""
         relative = "" if key in ("pf", "frequency_hz") else f" = {error * 100:.5f} %"
         print(f"  {key:13s} {error:.3e}{unit}{relative}  (tolerance {TOLERANCES[key]:g}{unit})  [{name}]")
+    energy = energy_errors()
+    print("energy, relative:")
+    print(f"  10 chained frames vs one frame    {energy['split_vs_whole']:.3e}  (test tolerance 1e-9)")
+    print(f"  12 s of constant P vs P t / 3600  {energy['constant_p']:.3e}  (test tolerance 1e-5)")
 
 
 if __name__ == "__main__":

@@ -120,8 +120,8 @@ def compare(result, expected, config) -> None:
         np.testing.assert_allclose(net, want["energy"], rtol=1e-9, atol=1e-12)
 
 
-# The core skips the DC correction of the phasors (the weighted cos and sin sums vanish
-# over whole cycles to about 1e-9 of the window), so Q1 agrees to 1e-7 of S, not 1e-9.
+# The core skips the DC correction of the phasors (the weighted cos and sin rows sum to
+# under 1e-6 of W/2 over whole cycles), so Q1 agrees to 1e-7 of S, not 1e-9.
 
 
 @pytest.mark.parametrize("topology", ["1P", "3P+N", "3P+N-208", "2P+N", "3P"])

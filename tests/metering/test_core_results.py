@@ -182,3 +182,14 @@ def test_it_accepts_lists_and_float32():
     np.testing.assert_array_less(np.abs(single.ct.q_var - exact.ct.q_var), 1e-5 * s)
     np.testing.assert_allclose(single.ct.i_a, exact.ct.i_a, rtol=1e-5)
     np.testing.assert_allclose(single.frequency_hz, exact.frequency_hz, atol=1e-4)
+
+
+def test_it_finds_the_cycles_on_another_phase_when_l1_is_dead():
+    config = MeterConfig("3P+N", 50, (CtChannel("CT-1", "A", "circuit", "L1"), CtChannel("CT-2", "B", "circuit", "L2")))
+    frame = sample_frame(VOLTAGES, {"CT-1": current(2.0, "L1"), "CT-2": current(2.0, "L2", 0.3)}, FS, 50.0, 6400)
+    frame.voltages["L1"] = np.zeros(6400)  # a blown fuse on L1
+    result = compute_frame(frame.voltages, frame.currents, FS, config)
+    np.testing.assert_allclose(result.frequency_hz, 50.0, atol=1e-6)
+    dead, alive = result.cts
+    assert (dead.v_ln_v, dead.p_w, dead.pf) == (0.0, 0.0, 0.0)
+    np.testing.assert_allclose(alive.p_w, 460.0 * math.cos(0.3), rtol=1e-4)
