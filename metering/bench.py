@@ -7,7 +7,10 @@ arrays ingest hands over, and reports, single-threaded:
 - ``compute_frame``: frames per second per core, chained with the previous frame's carry as
   in production, and without a carry;
 - the memory roofline: the time numpy needs to read the frame's bytes once (``sum`` of an
-  array of the same size and dtype), measured in the same run, and the ratio;
+  array of the same size and dtype), measured in the same run, once with the array hot in
+  the caches and once read from beyond the 2nd-level cache, and the ratios;
+- the part of a frame that streams all its bytes: the one conversion of the 28 current
+  arrays into a block, the products with the basis rows and the sums of squares;
 - the same for float32 frames (the core keeps float32 inputs in float32);
 - ``to_dict`` (building the per-CT and per-load objects for JSON), which is not part of the
   computation.
@@ -30,6 +33,7 @@ from collections.abc import Callable  # noqa: E402
 import numpy as np  # noqa: E402
 
 from metering.core import CtChannel, FrameResult, MeterConfig, compute_frame  # noqa: E402
+from metering.core.frame import _products  # noqa: E402
 from metering.core.synth import Frame, distorted, sample_frame, star_voltages  # noqa: E402
 
 FS_HZ = 6400.0
@@ -118,7 +122,16 @@ def bench_dtype(config: MeterConfig, dtype: type) -> None:
     pool = [np.ones((n_rows, N_SAMPLES), dtype=dtype) for _ in range(16)]
     turn = itertools.cycle(pool)
 
+    rows = [second.currents[channel.ct] for channel in config.channels]
+    basis = np.ones((6, N_SAMPLES), dtype=dtype)
+
+    def floor() -> None:  # the currents' single conversion, their products and squares
+        block = np.asarray(rows, dtype=dtype)
+        _products(block, basis)
+        np.vecdot(block, block)
+
     t_frame = best_time(chained, 3.0)
+    t_floor = best_time(floor, 1.0)
     t_fresh = best_time(fresh, 1.5)
     t_hot = best_time(hot.sum, 1.0, 50)
     t_cold = best_time(lambda: next(turn).sum(), 1.0, 50)
@@ -129,6 +142,10 @@ def bench_dtype(config: MeterConfig, dtype: type) -> None:
     print(f"[{name}] roofline (read {hot.nbytes / 1e6:.2f} MB once): {t_hot * 1e3:.3f} ms, cache-hot sum()")
     print(f"[{name}] roofline (read {hot.nbytes / 1e6:.2f} MB once): {t_cold * 1e3:.3f} ms, from beyond L2")
     print(f"[{name}] ratio: {t_frame / t_hot:.1f}x roofline (cache-hot), {t_frame / t_cold:.1f}x (beyond L2)")
+    print(
+        f"[{name}] of which converting the currents once + their products + their squares: "
+        f"{t_floor * 1e3:.3f} ms ({t_floor / t_hot:.1f}x cache-hot roofline)"
+    )
     if dtype is np.float64:
         t_dict = best_time(lambda: chained().to_dict(), 1.0)
         print(f"[{name}] compute_frame + to_dict: {1 / t_dict:.0f} frames/s ({t_dict * 1e3:.3f} ms/frame)")

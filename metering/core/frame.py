@@ -1,4 +1,21 @@
-"""From one frame of raw samples to live values and energy: :func:`compute_frame`."""
+"""From one frame of raw samples to live values and energy: :func:`compute_frame`.
+
+How a frame flows (every sum is over channels at once, no Python loop per CT):
+
+1. the voltages (at most 3 rows) and the currents are each converted once into a
+   ``(channels, samples)`` block; a carry's samples stay in their own small block in front;
+2. the window of whole cycles comes from the rising edges of the first voltage
+   (:mod:`metering.core.cycles`);
+3. a basis of ``n_voltages + 3`` rows over the window - the measured voltages, ``cos`` and
+   ``sin`` of the fundamental at the measured frequency, and ones - carries the window
+   weights; one matrix product of the current block with it gives, per CT,
+   ``sum w i v_r``, the fundamental phasor and ``sum w i``; one ``vecdot`` gives
+   ``sum w i^2``; the same product of the voltages gives their Gram matrix, phasors and
+   means;
+4. everything else - DC offsets, RMS, P, Q1, line-to-line voltages, energy, per-load and
+   per-kind sums - is algebra on those few numbers per channel
+   (``sum (v - <v>)(i - <i>) = sum v i - W <v><i>``), never another pass over the samples.
+"""
 
 from __future__ import annotations
 

@@ -77,7 +77,10 @@ class CtValues:
     energy_export_wh: float
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {name: getattr(self, name) for name in _CT_FIELDS}
+
+
+_CT_FIELDS = tuple(f.name for f in fields(CtValues))
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,9 +101,12 @@ class LoadValues:
     phases: tuple[CtValues, ...]
 
     def to_dict(self) -> dict[str, Any]:
-        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "phases"}
+        out = {name: getattr(self, name) for name in _LOAD_FIELDS}
         out["phases"] = [phase.to_dict() for phase in self.phases]
         return out
+
+
+_LOAD_FIELDS = tuple(f.name for f in fields(LoadValues) if f.name != "phases")
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +153,10 @@ class Totals:
     self_supplied_wh: float
 
     def to_dict(self) -> dict[str, float]:
-        return {f.name: float(getattr(self, f.name)) for f in fields(self)}
+        return {name: float(getattr(self, name)) for name in _TOTALS_FIELDS}
+
+
+_TOTALS_FIELDS = tuple(f.name for f in fields(Totals))
 
 
 @dataclass(frozen=True, eq=False)
