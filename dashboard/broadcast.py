@@ -14,9 +14,11 @@ What is pushed, and when:
 - *Live values* and *Live inputs* cards: after a newest frame, at most once per
   :data:`LIVE_EVERY_S` per location (both cards travel in one message).
 - *Events*: the newest page of all kinds (``events-live``; the filtered or older pages a user
-  may be reading have another id and are left alone), when an event newer than the last pushed
-  one exists, checked at most every :data:`EVENTS_EVERY_S` after a frame, and at once after a
-  relay change.
+  may be reading have another id and are left alone), whenever an event newer than the last
+  pushed one exists: at once when an event is saved (``post_save``, after the commit: relay
+  switches, invalid frames, offline detection) and, for the events ingest writes in bulk (data
+  gaps, input changes; ``bulk_create`` sends no signal), checked at most every
+  :data:`EVENTS_EVERY_S` after a frame.
 - *Relay states* (``relay-state-<pk>``, the part of the relays card that is the same for every
   user; the buttons and their CSRF tokens are rendered per page): after a device's
   acknowledgement and after someone requests a switch (the "switching…" state).
@@ -41,10 +43,12 @@ import time
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.db import transaction
+from django.db.models.signals import post_save
 from django.template.loader import render_to_string
 
 from dashboard import cards
-from devices.models import Location
+from devices.models import Event, Location
 
 log = logging.getLogger(__name__)
 
@@ -173,9 +177,23 @@ def on_relay_changed(sender: int, relay=None, **kwargs) -> None:
         log.exception("could not push the relay states of location %s", sender)
 
 
+def on_event_saved(sender, instance: Event, created: bool, **kwargs) -> None:
+    if not created:
+        return
+
+    def push() -> None:
+        try:
+            push_events(instance.location_id, at_once=True)
+        except Exception:
+            log.exception("could not push the events of location %s", instance.location_id)
+
+    transaction.on_commit(push)
+
+
 def connect_signals() -> None:
     from metering.commands import relay_changed
     from metering.live import live_values_updated
 
     live_values_updated.connect(on_live_values_updated, dispatch_uid="dashboard.broadcast.live")
     relay_changed.connect(on_relay_changed, dispatch_uid="dashboard.broadcast.relay")
+    post_save.connect(on_event_saved, sender=Event, dispatch_uid="dashboard.broadcast.event")

@@ -36,7 +36,7 @@ TEMPLATES = {
 }
 
 EVENT_ICONS = {
-    Event.RELAY: "⏻",
+    Event.RELAY: "⚡",
     Event.INPUT_CHANGED: "⇄",
     Event.PULSES_RESET: "↺",
     Event.DATA_GAP: "⋯",
@@ -94,11 +94,14 @@ def local_midnight(location: Location, now: datetime) -> datetime:
 def always_on_today_w(location: Location, now: datetime) -> float | None:
     """Lowest average consumption of any 5-minute bucket since local midnight (W).
 
-    Averages over the seconds each bucket actually holds, so the bucket still being filled
-    and buckets with a data gap do not read as a low always-on.
+    Averages over the seconds each bucket actually holds and skips buckets that are not nearly
+    full, so the bucket still being filled and a bucket with a data gap do not read as a low
+    always-on (as in the usage card).
     """
     average_w = ExpressionWrapper(F("consumption_wh") * 3600.0 / F("seconds"), output_field=FloatField())
-    rows = LocationEnergy.objects.filter(location=location, start__gte=local_midnight(location, now), seconds__gte=60)
+    rows = LocationEnergy.objects.filter(
+        location=location, start__gte=local_midnight(location, now), seconds__gte=usage.ALWAYS_ON_MIN_S
+    )
     return rows.aggregate(lowest=Min(average_w))["lowest"]
 
 
@@ -210,7 +213,7 @@ def usage_context(
     today = now.astimezone(location.zoneinfo).date()
     period = usage.period_for(location, period_name, day, today)
     has_solar = location.loads.filter(kind="solar").exists()
-    table, summary = usage.usage_table(location, period, now, has_solar=has_solar)
+    table, summary = usage.usage_table(location, period, has_solar=has_solar)
     return {
         "location": location,
         "period": period,

@@ -27,11 +27,13 @@ import plotly.graph_objects as go
 
 from devices.models import Location
 from metering import history
+from metering.models import LocationEnergy
 
 PERIODS = ("day", "week", "month", "year")
 RESOLUTION = {"day": "5min", "week": "hour", "month": "day", "year": "month"}
 BUCKET_NAME = {"day": "5 min", "week": "hour", "month": "day", "year": "month"}
-BUCKET_HOURS = history.BUCKET.total_seconds() / 3600
+# A bucket counts for always-on when it holds at least this many seconds of samples (of 300).
+ALWAYS_ON_MIN_S = 240.0
 
 COLOURS = {
     "consumption": "#2563eb",
@@ -143,14 +145,29 @@ def columns(period: Period, has_solar: bool) -> list[Column]:
     return cols
 
 
+def bucket_seconds(location: Location, start: datetime, end: datetime) -> pd.Series:
+    """Seconds of samples behind each stored 5-minute bucket in [start, end), by local start.
+
+    (:func:`metering.history.location_buckets` does not return them yet.)
+    """
+    rows = LocationEnergy.objects.filter(location=location, start__gte=start, start__lt=end).values_list(
+        "start", "seconds"
+    )
+    frame = pd.DataFrame.from_records(list(rows), columns=["start", "seconds"])
+    index = pd.DatetimeIndex(pd.to_datetime(frame["start"], utc=True), name="start").tz_convert(location.timezone)
+    return pd.Series(frame["seconds"].to_numpy(dtype=float), index=index)
+
+
 def usage_table(
-    location: Location, period: Period, now: datetime, has_solar: bool = True
+    location: Location, period: Period, has_solar: bool = True
 ) -> tuple[pd.DataFrame, history.Summary | None]:
     """The plotted numbers, indexed by each bucket's local start, columns named by :func:`columns`.
 
     Returns the table (one row per bucket of the period, NaN where nothing is stored) and the
-    period's summary (None without history). The 5-minute bucket still being filled is left out
-    of power figures (its energy is partial).
+    period's summary (None without history). Powers are averages over the seconds of samples a
+    bucket holds, so the bucket still being filled and a bucket cut short by a data gap are not
+    read as low consumption; always-on only counts buckets that are at least
+    :data:`ALWAYS_ON_MIN_S` full.
     """
     cols = columns(period, has_solar)
     rule = history.RESOLUTIONS[period.resolution]
@@ -162,19 +179,21 @@ def usage_table(
     if buckets.empty:
         return table, None
 
-    complete = buckets.index + history.BUCKET <= pd.Timestamp(now)
-    power_w = (buckets["consumption_wh"] / BUCKET_HOURS)[complete]
-    counts = buckets["consumption_wh"].resample(rule).count().reindex(index, fill_value=0)
+    flows_wh = buckets[list(history.FLOWS)]
+    seconds = bucket_seconds(location, period.start, period.end).reindex(buckets.index).fillna(0.0)
+    average_w = flows_wh[seconds > 0].div(seconds[seconds > 0] / 3600, axis=0)
+    consumption_w = average_w["consumption_wh"][seconds >= ALWAYS_ON_MIN_S]
+    counts = flows_wh["consumption_wh"].resample(rule).count().reindex(index, fill_value=0)
     if period.name == "day":
-        flows = buckets.loc[complete, list(history.FLOWS)].reindex(index) / BUCKET_HOURS / 1000  # average kW
-        always_on = pd.Series(power_w.min() if len(power_w) else float("nan"), index=index)
+        flows = average_w.reindex(index) / 1000  # average kW
+        always_on = pd.Series(consumption_w.min() if len(consumption_w) else float("nan"), index=index)
     else:
-        flows = buckets[list(history.FLOWS)].resample(rule).sum().reindex(index) / 1000  # kWh
+        flows = flows_wh.resample(rule).sum().reindex(index) / 1000  # kWh
         flows[counts == 0] = float("nan")
-        always_on = (
-            power_w.resample(rule).min().reindex(index) if len(power_w) else pd.Series(float("nan"), index=index)
-        )
-        always_on[counts == 0] = float("nan")
+        if len(consumption_w):
+            always_on = consumption_w.resample(rule).min().reindex(index)
+        else:
+            always_on = pd.Series(float("nan"), index=index)
     source = {
         "consumption": flows["consumption_wh"],
         "solar": flows["solar_wh"],
@@ -186,8 +205,8 @@ def usage_table(
         values = source[col.key] / 1000 if col.key == "always_on" and col.unit == "kW" else source[col.key]
         table[col.header] = values.round(0 if col.unit == "W" else 3)
 
-    summary = replace(history.summarise(buckets), always_on_w=float(power_w.min()) if len(power_w) else None)
-    return table, summary
+    lowest = float(consumption_w.min()) if len(consumption_w) else None
+    return table, replace(history.summarise(buckets), always_on_w=lowest)
 
 
 def _labels(index: pd.DatetimeIndex, period: Period) -> list[str]:

@@ -127,13 +127,34 @@ def test_it_pushes_relay_states_and_events_when_the_device_acknowledges(client, 
 
     # The request: the "switching" state and the events (the first look of this process);
     # the acknowledgement: the new state and the new event.
-    pending, _, acknowledged, events = async_to_sync(run)()
+    pending, first_events, *acknowledgement = async_to_sync(run)()
     assert pending.lstrip().startswith(f'<div id="relay-state-{relay.pk}"') and "Switching on…" in pending
-    assert (
-        f'<div id="relay-state-{relay.pk}" class="relay-state is-on"' in acknowledged
-        and "Switching" not in acknowledged
-    )
-    assert events.lstrip().startswith('<div id="events-live"') and "Boiler switched on (by owner)" in events
+    assert first_events.lstrip().startswith('<div id="events-live"')
+    acknowledged = next(m for m in acknowledgement if m.lstrip().startswith(f'<div id="relay-state-{relay.pk}"'))
+    events = next(m for m in acknowledgement if m.lstrip().startswith('<div id="events-live"'))
+    assert 'class="relay-state is-on"' in acknowledged and "Switching" not in acknowledged
+    assert "Boiler switched on (by owner)" in events
+
+
+def test_it_pushes_an_event_as_soon_as_it_is_recorded(client, house, owner):
+    from devices.models import Event
+
+    location, _ = house
+    communicator = socket(client, location.pk, owner)
+    broadcast.push_events(location.pk, at_once=True)  # what this process already showed
+
+    async def run():
+        await communicator.connect(timeout=5)
+        try:
+            await sync_to_async(Event.objects.create)(
+                location=location, kind=Event.GATEWAY_OFFLINE, message="Gateway GW-T stopped sending data"
+            )
+            return await communicator.receive_from(timeout=5)
+        finally:
+            await communicator.disconnect()
+
+    html = async_to_sync(run)()
+    assert html.lstrip().startswith('<div id="events-live"') and "Gateway GW-T stopped sending data" in html
 
 
 def test_it_leaves_the_group_on_disconnect(client, house, owner):

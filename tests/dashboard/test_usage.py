@@ -17,7 +17,6 @@ pytestmark = pytest.mark.django_db
 
 SPRING_FORWARD = date(2026, 3, 29)  # Europe/Brussels: 02:00 CET -> 03:00 CEST
 FALL_BACK = date(2026, 10, 25)  # Europe/Brussels: 03:00 CEST -> 02:00 CET
-FAR_FUTURE = datetime(2030, 1, 1, tzinfo=UTC)
 
 
 def constant_history(location, start: datetime, end: datetime, grid_w: float = 1200.0) -> int:
@@ -47,7 +46,7 @@ def test_it_uses_local_midnights_so_a_spring_dst_day_has_23_hours(house):
     hourly = history.series(location, period.start, period.end, "hour")
     assert len(hourly) == 23
     assert list(hourly.index.hour[:4]) == [0, 1, 3, 4]
-    table, summary = usage.usage_table(location, period, FAR_FUTURE, has_solar=False)
+    table, summary = usage.usage_table(location, period, has_solar=False)
     assert len(table) == 23 * 12
     assert summary.consumption_wh == pytest.approx(1200 * 23)
 
@@ -56,7 +55,7 @@ def test_it_has_25_hours_with_distinct_labels_on_the_autumn_dst_day(house):
     location, _ = house
     period = usage.period_for(location, "day", FALL_BACK, today=date(2030, 1, 1))
     constant_history(location, period.start, period.end)
-    table, _ = usage.usage_table(location, period, FAR_FUTURE, has_solar=False)
+    table, _ = usage.usage_table(location, period, has_solar=False)
     assert len(table) == 25 * 12
     figure = usage.usage_figure(table, period)
     labels = figure["data"][0]["x"]
@@ -69,7 +68,7 @@ def test_it_has_the_dst_day_with_23_hourly_rows_in_the_week_view(house):
     period = usage.period_for(location, "week", SPRING_FORWARD, today=date(2030, 1, 1))
     assert period.first_day == date(2026, 3, 23)  # the Monday
     constant_history(location, period.start, period.end)
-    table, _ = usage.usage_table(location, period, FAR_FUTURE, has_solar=False)
+    table, _ = usage.usage_table(location, period, has_solar=False)
     per_day = table.groupby(table.index.date).size()
     assert per_day[SPRING_FORWARD] == 23
     assert len(table) == 7 * 24 - 1
@@ -80,30 +79,37 @@ def test_it_plots_average_kw_per_5_minutes_for_a_day_and_kwh_for_longer_periods(
     location, _ = house
     day = usage.period_for(location, "day", date(2026, 11, 20), today=date(2026, 11, 25))
     constant_history(location, day.start, day.end, grid_w=1200.0)
-    table, summary = usage.usage_table(location, day, FAR_FUTURE, has_solar=False)
+    table, summary = usage.usage_table(location, day, has_solar=False)
     assert list(table.columns) == ["Consumption [kW]", "Grid import [kW]", "Grid export [kW]", "Always-on [kW]"]
     assert table["Consumption [kW]"].eq(1.2).all()
     assert table["Always-on [kW]"].eq(1.2).all()
     assert summary.always_on_w == pytest.approx(1200)
 
     month = usage.period_for(location, "month", date(2026, 11, 20), today=date(2026, 11, 25))
-    table, _ = usage.usage_table(location, month, FAR_FUTURE, has_solar=False)
+    table, _ = usage.usage_table(location, month, has_solar=False)
     assert list(table.columns) == ["Consumption [kWh]", "Grid import [kWh]", "Grid export [kWh]", "Always-on [W]"]
     assert len(table) == 30
     consumption = table["Consumption [kWh]"]
     assert consumption.iloc[19] == pytest.approx(28.8)  # 20 November
     assert consumption.drop(consumption.index[19]).isna().all()  # nothing stored is not zero
     year = usage.period_for(location, "year", date(2026, 11, 20), today=date(2026, 11, 25))
-    assert len(usage.usage_table(location, year, FAR_FUTURE, has_solar=False)[0]) == 12
+    assert len(usage.usage_table(location, year, has_solar=False)[0]) == 12
 
 
-def test_it_leaves_the_bucket_still_being_filled_out_of_the_day_view(house):
+def test_it_averages_power_over_the_seconds_a_bucket_holds(house):
+    from metering.models import LocationEnergy
+
     location, _ = house
     day = usage.period_for(location, "day", date(2026, 11, 20), today=date(2026, 11, 25))
-    constant_history(location, day.start, day.start + timedelta(hours=1))
-    now = day.start + timedelta(minutes=57)  # the 00:55 bucket is not complete
-    table, _ = usage.usage_table(location, day, now, has_solar=False)
-    assert table["Consumption [kW]"].notna().sum() == 11
+    constant_history(location, day.start, day.start + timedelta(hours=1), grid_w=600.0)
+    # The bucket still being filled: 30 s of samples at 1,200 W so far.
+    LocationEnergy.objects.filter(start=(day.start + timedelta(minutes=55)).astimezone(UTC)).update(
+        consumption_wh=10.0, grid_import_wh=10.0, seconds=30.0
+    )
+    table, summary = usage.usage_table(location, day, has_solar=False)
+    assert table["Consumption [kW]"].iloc[11] == pytest.approx(1.2)
+    assert table["Consumption [kW]"].iloc[10] == pytest.approx(0.6)
+    assert summary.always_on_w == pytest.approx(600)  # the 30-second bucket does not count
 
 
 def test_it_navigates_to_previous_and_next_periods(house):
