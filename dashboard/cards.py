@@ -47,7 +47,7 @@ EVENT_ICONS = {
     Event.CONFIGURATION: "⚙",
     Event.DIAGNOSIS: "ℹ",
 }
-# Colour family of each kind's badge (see .kind-* in app.css).
+# Colour family of each kind's icon (see .tone-* in app.css).
 EVENT_TONES = {
     Event.RELAY: "info",
     Event.INPUT_CHANGED: "info",

@@ -16,7 +16,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_POST, require_safe
 
 from dashboard import broadcast, cards, usage
 from dashboard.forms import RelayForm, UsageForm
@@ -47,9 +47,10 @@ def _usage(location: Location, params) -> dict:
 
 
 @login_required
+@require_safe
 def home(request: HttpRequest) -> HttpResponse:
     rows = []
-    for location in Location.objects.visible_to(request.user).select_related("gateway"):
+    for location in Location.objects.visible_to(request.user):
         values = live.latest(location.pk)
         rows.append(
             {
@@ -63,7 +64,7 @@ def home(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-@require_GET
+@require_safe
 def location_dashboard(request: HttpRequest, pk: int) -> HttpResponse:
     location, role = _get_location_for_user(request, pk)
     builders = {
@@ -88,7 +89,7 @@ def location_dashboard(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
-@require_GET
+@require_safe
 def usage_csv(request: HttpRequest, pk: int) -> HttpResponse:
     """Exactly the numbers the usage chart plots for the same ``period`` and ``date``."""
     location, _ = _get_location_for_user(request, pk)
