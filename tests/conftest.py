@@ -81,3 +81,15 @@ def stranger(django_user_model):
 @pytest.fixture
 def staff(django_user_model):
     return _make_user(django_user_model, "staff", is_staff=True, is_superuser=True)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Remove this run's SQLite side files (the test database itself is dropped by pytest-django)."""
+    from pathlib import Path
+
+    from django.conf import settings
+
+    name = settings.DATABASES["default"].get("TEST", {}).get("NAME")
+    if name:
+        for suffix in ("-wal", "-shm", "-journal"):
+            Path(name + suffix).unlink(missing_ok=True)
