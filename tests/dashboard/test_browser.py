@@ -168,10 +168,10 @@ def page(browser, server):
     assert errors == []
 
 
-def live_open(page) -> None:
+def live_open(page, timeout_ms: int = 5_000) -> None:
     from playwright.sync_api import expect
 
-    expect(page.locator("[data-ws-status]")).to_have_text("Live")
+    expect(page.locator("[data-ws-status]")).to_have_text("Live", timeout=timeout_ms)
 
 
 def solar_power(page):
@@ -265,15 +265,19 @@ def test_it_draws_the_usage_chart_and_downloads_the_plotted_data(page, server):
     assert [None if row[1] == "" else float(row[1]) for row in rows[1:]] == consumption
 
 
-def test_it_looks_right_on_a_wide_and_a_narrow_screen(page, server):
+def test_it_looks_right_on_a_wide_and_a_narrow_screen(page, server, tmp_path):
+    """A full-page screenshot: into docs/screenshots/ with UPDATE_SCREENSHOTS=1, else a temp dir
+    (so running the tests does not change tracked files)."""
     from playwright.sync_api import expect
 
     live_open(page)
     stream_until(server, solar_power(page), "2400", scale=1.0)
     expect(page.locator("#usage-chart svg.main-svg").first).to_be_attached()
     page.wait_for_timeout(300)  # let plotly finish its transitions
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOT), full_page=True)
+    target = SCREENSHOT if os.environ.get("UPDATE_SCREENSHOTS") == "1" else tmp_path / SCREENSHOT.name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(target), full_page=True)
+    assert target.stat().st_size > 50_000
 
     page.set_viewport_size({"width": 390, "height": 844})
     page.wait_for_timeout(300)
@@ -290,5 +294,7 @@ def test_it_reconnects_by_itself_after_a_server_restart(page, server):
     server.stop()
     expect(page.locator("[data-ws-status]")).to_have_text("Reconnecting…")
     server.start()
-    live_open(page)  # the ws extension reconnected after the abnormal close (1006)
+    # The ws extension reconnects after an abnormal close (1006) with a full-jitter backoff that
+    # doubles per failed attempt (up to 1, 2, 4, 8 s while the server was down).
+    live_open(page, timeout_ms=30_000)
     stream_until(server, solar_power(page), "2880", scale=1.2)
