@@ -31,8 +31,8 @@ FLOWS = (
 
 def location_buckets(location: Location, start: datetime, end: datetime) -> pd.DataFrame:
     """The location's 5-minute buckets in [start, end), indexed by local start time."""
-    rows = LocationEnergy.objects.filter(location=location, start__gte=start, start__lt=end).values("start", *FLOWS)
-    frame = pd.DataFrame.from_records(list(rows), columns=["start", *FLOWS])
+    rows = LocationEnergy.objects.filter(location=location, start__gte=start, start__lt=end).values("start", *FLOWS, "seconds")
+    frame = pd.DataFrame.from_records(list(rows), columns=["start", *FLOWS, "seconds"])
     index = pd.DatetimeIndex(pd.to_datetime(frame.pop("start"), utc=True), name="start")
     frame.index = index.tz_convert(location.timezone)
     return frame.astype(float)
@@ -48,10 +48,19 @@ def resample(buckets: pd.DataFrame, resolution: str) -> pd.DataFrame:
     except KeyError:
         raise ValueError(f"unknown resolution {resolution!r}; use one of {', '.join(RESOLUTIONS)}") from None
     sums = buckets[list(FLOWS)].resample(rule).sum()
-    bucket_hours = BUCKET.total_seconds() / 3600
-    always_on = (buckets["consumption_wh"] / bucket_hours).resample(rule).min()
-    sums["always_on_w"] = always_on
+    sums["always_on_w"] = consumption_power_w(buckets).resample(rule).min()
     return sums
+
+
+# A bucket with less data than this (the one being filled, or one cut by a gap) says little
+# about the lowest power of the house.
+MIN_SECONDS_FOR_POWER = 0.8 * BUCKET.total_seconds()
+
+
+def consumption_power_w(buckets: pd.DataFrame) -> pd.Series:
+    """Average consumption power of each well-covered bucket (W); partial buckets are left out."""
+    covered = buckets[buckets["seconds"] >= MIN_SECONDS_FOR_POWER]
+    return covered["consumption_wh"] / (covered["seconds"] / 3600)
 
 
 def series(location: Location, start: datetime, end: datetime, resolution: str) -> pd.DataFrame:
@@ -72,7 +81,8 @@ class Summary:
 def summarise(buckets: pd.DataFrame) -> Summary:
     total = buckets[list(FLOWS)].sum()
     solar, consumption = float(total["solar_wh"]), float(total["consumption_wh"])
-    always_on = buckets["consumption_wh"].min() / (BUCKET.total_seconds() / 3600) if len(buckets) else None
+    power = consumption_power_w(buckets)
+    always_on = power.min() if len(power) else None
     return Summary(
         consumption_wh=consumption,
         solar_wh=solar,

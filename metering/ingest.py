@@ -159,18 +159,36 @@ def _ingest_one(gateway: Gateway, setup: Installed, frame: SampleFrame) -> tuple
         state = _lock_state(powerbox_id)
         window = SeqWindow.load(state.last_seq, state.seen_window)
         arrival = window.classify(frame.seq)
-        if arrival is Arrival.DUPLICATE:
+        renumbered = _renumbered(state, window, arrival, frame)
+        if arrival is Arrival.DUPLICATE and not renumbered:
             PowerBoxState.objects.filter(pk=state.id).update(duplicates=F("duplicates") + 1)
             return Receipt(frame.seq, "duplicate"), False
-        if arrival is Arrival.TOO_OLD:
+        now = timezone.now()
+        events: list[Event] = []
+        if renumbered:
+            # The Power Box restarted its numbering (e.g. after a reboot): start a new window.
+            events.append(
+                _event(
+                    setup, Event.DATA_GAP, frame.powerbox,
+                    f"Power Box {frame.powerbox} restarted its frame numbering (seq {state.last_seq} → {frame.seq})"
+                    + _silence_note(frame.t - state.last_end_t),
+                    {"from_seq": state.last_seq, "to_seq": frame.seq, "renumbered": True,
+                     "duration_s": round(max(frame.t - state.last_end_t, 0.0), 3)},
+                    state.last_end_t,
+                )
+            )
+            window, arrival = SeqWindow(), Arrival.FIRST
+        elif arrival is Arrival.TOO_OLD:
             raise IngestError(
                 f"frame seq {frame.seq} is older than the replay window of the newest frame {state.last_seq}", "seq", 409
             )
-        if arrival is Arrival.NEXT and carry is None and held is not None:
-            pass  # another process held the leftover samples; this frame simply starts afresh
+        elif arrival is Arrival.AFTER_GAP and frame.t < state.last_t:
+            raise IngestError(
+                f"frame seq {frame.seq} follows seq {state.last_seq} but starts earlier (t {frame.t} < {state.last_t})",
+                "t",
+                409,
+            )
         receipt = Receipt(frame.seq, "late" if arrival is Arrival.LATE else "ok")
-        now = timezone.now()
-        events: list[Event] = []
 
         if state.last_end_t is not None and arrival in (Arrival.NEXT, Arrival.AFTER_GAP, Arrival.FIRST):
             silence_s = frame.t - state.last_end_t
@@ -204,8 +222,8 @@ def _ingest_one(gateway: Gateway, setup: Installed, frame: SampleFrame) -> tuple
         events += input_events
         _add_to_buckets(state, setup, frame, result, input_pulses)
         _save_state(state)
-        if events:
-            Event.objects.bulk_create(events)
+        for event in events:  # saved one by one (rare) so post_save lets pages show them at once
+            event.save()
         if gateway.last_seen_at is None or (now - gateway.last_seen_at).total_seconds() >= LAST_SEEN_EVERY_S:
             gateway.last_seen_at = now
             Gateway.objects.filter(pk=gateway.pk).update(last_seen_at=now)
@@ -258,6 +276,24 @@ def _save_state(state: SimpleNamespace) -> None:
     ]
     with connection.cursor() as cursor:
         cursor.execute(f"UPDATE {q(PowerBoxState._meta.db_table)} SET {assignments} WHERE {q('id')} = %s", [*values, state.id])
+
+
+def _renumbered(state: SimpleNamespace, window: SeqWindow, arrival: Arrival, frame: SampleFrame) -> bool:
+    """True when ``seq`` and ``t`` disagree in a way only a restarted numbering explains."""
+    if state.last_end_t is None:
+        return False
+    later_in_time = frame.t >= state.last_end_t - 0.5 * frame.duration_s
+    if arrival in (Arrival.LATE, Arrival.TOO_OLD, Arrival.DUPLICATE) and later_in_time and frame.seq < window.last_seq:
+        return True
+    if arrival is Arrival.AFTER_GAP and later_in_time:
+        missing = frame.seq - window.last_seq - 1
+        could_have_missed = (frame.t - state.last_end_t) / frame.duration_s
+        return missing > 2 * could_have_missed + 10
+    return False
+
+
+def _silence_note(silence_s: float) -> str:
+    return f"; no data for {_duration(silence_s)}" if silence_s > 1.5 else ""
 
 
 def _event(setup: Installed, kind: str, module: str, message: str, data: dict, at_unix: float) -> Event:

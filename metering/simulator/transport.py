@@ -462,6 +462,7 @@ class MqttTransport:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         try:
             client.connect(self.host, self.port, keepalive=30)
         except OSError as exc:
@@ -480,10 +481,15 @@ class MqttTransport:
         if reason_code.is_failure:
             self._refused = str(reason_code)
             client.disconnect()
+            self._answered.set()
         else:
             self._refused = None
+            # Ready only once the broker confirms the subscriptions: a reply or command sent
+            # before that would be lost.
             client.subscribe([(self.topic_commands, 1), (self.topic_replies, 1)])
-            self._connected.set()
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        self._connected.set()
         self._answered.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:

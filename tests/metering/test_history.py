@@ -99,3 +99,15 @@ def test_it_summarises_an_empty_period_without_inventing_ratios():
     summary = summarise(location_buckets(location, day, day + timedelta(days=1)))
     assert summary.consumption_wh == 0
     assert summary.self_consumption is None and summary.self_sufficiency is None and summary.always_on_w is None
+
+
+def test_it_leaves_partly_filled_buckets_out_of_always_on():
+    location, _ = make_location()
+    day = datetime(2026, 6, 21, tzinfo=BRUSSELS)
+    fill(location, day, day + timedelta(hours=1), consumption_wh=300 / 12)
+    LocationEnergy.objects.create(
+        location=location, start=(day + timedelta(hours=2)).astimezone(ZoneInfo("UTC")), consumption_wh=0.5, seconds=20
+    )
+    buckets = location_buckets(location, day, day + timedelta(days=1))
+    assert summarise(buckets).always_on_w == pytest.approx(300)
+    assert resample(buckets, "day")["always_on_w"].iloc[0] == pytest.approx(300)

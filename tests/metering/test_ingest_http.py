@@ -384,3 +384,36 @@ def test_it_keeps_registers_across_a_restart_without_a_spike(client, house):
     post(client, star_frame(seq=2, t=1.0), token)
     after = PowerBoxState.objects.get().registers["load"]["Grid"][0]
     assert after - before == pytest.approx(1750 / 3600, abs=ONE_CYCLE_WH(1750))
+
+
+def test_it_accepts_a_power_box_that_restarted_its_numbering(client, house):
+    _, token = house
+    post(client, star_frame(seq=5000, t=1000.0), token)
+    post(client, star_frame(seq=5001, t=1001.0), token)
+    response = post(client, star_frame(seq=1, t=1010.0), token)
+    assert response.json()["accepted"] == [{"seq": 1, "status": "ok"}]
+    event = Event.objects.get(kind=Event.DATA_GAP)
+    assert event.message == "Power Box PB-T restarted its frame numbering (seq 5001 → 1); no data for 8 s"
+    assert event.data["renumbered"] is True
+    # The new numbering is exactly-once as well.
+    assert post(client, star_frame(seq=1, t=1010.0), token).json()["accepted"][0]["status"] == "duplicate"
+    assert post(client, star_frame(seq=2, t=1011.0), token).json()["accepted"][0]["status"] == "ok"
+    assert PowerBoxState.objects.get().frames == 4
+
+
+def test_it_reports_a_jump_in_numbering_as_such_not_as_millions_of_missing_frames(client, house):
+    _, token = house
+    post(client, star_frame(seq=1, t=1000.0), token)
+    post(client, star_frame(seq=1_764_090_000, t=1003.0), token)
+    event = Event.objects.get(kind=Event.DATA_GAP)
+    assert event.message.startswith("Power Box PB-T restarted its frame numbering (seq 1 → 1764090000)")
+
+
+def test_it_refuses_a_frame_whose_seq_moves_forward_while_its_time_moves_back(client, house):
+    _, token = house
+    post(client, star_frame(seq=10, t=1000.0), token)
+    before = stored_state()
+    response = post(client, star_frame(seq=12, t=900.0), token)
+    assert response.status_code == 409
+    assert response.json()["field"] == "t"
+    assert stored_state() == before

@@ -756,12 +756,14 @@ def test_it_publishes_frames_over_mqtt_and_takes_commands(mqtt_url):
             client.publish(f"infinity/{serial}/replies", orjson.dumps(reply), qos=0)
 
     server.on_message = on_message
+    subscribed = threading.Event()
+    server.on_subscribe = lambda *args, **kwargs: subscribed.set()
     parts = urlsplit(mqtt_url)
     server.connect(parts.hostname or "127.0.0.1", parts.port or 1883)
     server.subscribe([(f"infinity/{serial}/frames", 1), (f"infinity/{serial}/acks", 1)])
     server.loop_start()
     try:
-        time.sleep(0.3)
+        assert subscribed.wait(10)
         house = House(installation(), seed=1)
         transport = MqttTransport(mqtt_url, "the-token", serial)
         command = {"type": "command", "id": "m1", "relay": "OUT-0001/2", "on": True, "until": None}
