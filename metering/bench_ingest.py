@@ -214,13 +214,12 @@ async def ws_rate(port: int, token: str, frames: BinaryFrames, seconds: float, s
 
 def in_process_breakdown(token: str, repeats: int = 30) -> dict[str, float]:
     """Milliseconds per frame for each stage, without the network."""
+    from devices.models import Gateway
     from metering.core import compute_frame
     from metering.frames import decode_binary, parse_frames
     from metering.ingest import ingest_frames
     from metering.installed import installed
     from metering.models import PowerBoxState
-
-    from devices.models import Gateway
 
     gateway = Gateway.for_token(token)
     setup = installed(gateway.location_id)
