@@ -254,7 +254,8 @@ def _lock_state(powerbox_id: int) -> SimpleNamespace:
         cursor.execute(sql, [powerbox_id])
         row = cursor.fetchone()
         if row is None:
-            PowerBoxState.objects.create(powerbox_id=powerbox_id)
+            # Two workers may see the first frames of a Power Box at once: one insert wins.
+            PowerBoxState.objects.bulk_create([PowerBoxState(powerbox_id=powerbox_id)], ignore_conflicts=True)
             cursor.execute(sql, [powerbox_id])
             row = cursor.fetchone()
     state = SimpleNamespace(**dict(zip(_STATE_COLUMNS, row)))

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 import orjson
 import paho.mqtt.client as mqtt
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -136,6 +136,7 @@ class MqttIngest:
         self.client = new_client(url, client_id)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
+        self.client.on_disconnect = self._on_disconnect
         self.subscribed = threading.Event()
         self.client.on_subscribe = lambda *args, **kwargs: self.subscribed.set()
         self.handled = 0
@@ -146,6 +147,10 @@ class MqttIngest:
             return
         client.subscribe([(f"$share/{self.group}/{FRAMES_TOPIC}", 1), (f"$share/{self.group}/{ACKS_TOPIC}", 1)])
         log.info("subscribed to %s and %s (shared group %s)", FRAMES_TOPIC, ACKS_TOPIC, self.group)
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        # Runs in the network thread: close the database connections that thread opened.
+        connections.close_all()
 
     def _on_message(self, client, userdata, message) -> None:
         close_old_connections()
