@@ -19,8 +19,8 @@ The grid CTs may be wrong too. The explanation chosen is the most *parsimonious*
 assignments of a line and a direction to every grid CT (up to :data:`MAX_GRID_CHANGES` away
 from the configuration), every decisive CT takes the hypothesis whose expected pattern
 (:mod:`.model` incidence, signs) equals its pattern; each CT that has to change costs 1, a
-grid CT :data:`GRID_CHANGE_COST`, a hypothesis the angle method finds implausible costs
-:data:`IMPLAUSIBLE_COST` more, one contradicting the angle method's fix
+grid CT :data:`GRID_CHANGE_COST`, a hypothesis the angle method rules out costs up to
+:data:`IMPLAUSIBLE_WEIGHT` more (with its evidence), one contradicting the angle method's fix
 :data:`ANGLE_FIX_WEIGHT` times that fix's confidence more, and a pattern no hypothesis
 explains costs :data:`UNEXPLAINED_COST`. The cheapest assignment wins; a verdict's confidence grows with how
 much dearer the best explanation keeping the CT as configured is.
@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from metering.commissioning.steps import CtInput, Hypothesis, Verdict
+from metering.commissioning.steps import CtInput, Hypothesis, Verdict, also_reversed, turn_advice, wrong_way
 
 SNAP = 0.35
 """A coefficient counts as -1, 0 or +1 only within this distance of it..."""
@@ -47,10 +47,11 @@ MIN_UNIQUE = 0.3
 cannot be told apart."""
 HUBER_ROUNDS = 4
 MAX_GRID_CHANGES = 2
-GRID_CHANGE_COST = 2.5
-"""A grid CT that has to change costs more than one unexplained CT: it takes the load changes
-of at least two CTs to move a grid CT (one CT's pattern may be an artefact)."""
-IMPLAUSIBLE_COST = 0.4
+GRID_CHANGE_COST = 1.5
+"""A grid CT that has to change costs more than another CT: a grid CT carries the patterns of
+every CT on its line."""
+IMPLAUSIBLE_WEIGHT = 1.5
+"""Times how clearly the angle method rules a hypothesis out (0 to 1)."""
 ANGLE_FIX_WEIGHT = 1.5
 """Times the confidence of the angle method's fix, added when a hypothesis contradicts it."""
 UNEXPLAINED_COST = 2.0
@@ -174,8 +175,7 @@ def _signed_rows(sub: CtInput, verdict: Verdict) -> list[tuple[Hypothesis, float
 def _hyp_cost(hyp: Hypothesis, configured: Hypothesis, verdict: Verdict, change: float = 1.0) -> float:
     """Cost of explaining a CT by ``hyp``, given its configuration and its angle-method verdict."""
     cost = 0.0 if hyp == configured else change
-    if verdict.basis in ("steps", "standing") and hyp not in verdict.plausible:
-        cost += IMPLAUSIBLE_COST
+    cost += IMPLAUSIBLE_WEIGHT * verdict.implausibility.get(hyp, 0.0)
     if verdict.kind in ("phase", "reversed") and verdict.hyp is not None:
         same = hyp.axis == verdict.hyp.axis and (hyp.sign == verdict.hyp.sign or not verdict.direction)
         if not same:
@@ -332,9 +332,7 @@ def _sub_verdict(
             "reversed",
             hyp,
             confidence,
-            f"It is mounted against the arrow: its load changes show up {where} ({counted}) with the opposite sign. "
-            "Turn the clamp around (arrow K->L with the current); setting it reversed also works, "
-            "but the manual advises against relying on that.",
+            f"{wrong_way(sub)}: its load changes show up {where} ({counted}) with the opposite sign. {turn_advice(sub)}",
             "grid",
             direction,
             pattern.n,
@@ -353,7 +351,7 @@ def _sub_verdict(
             f"loads are measured on L1 and L2 only (two-wattmeter method): move this clamp onto line {sub.phase}."
         )
     if hyp.sign < 0:
-        reason += " It is also mounted against the arrow: turn the clamp around."
+        reason += also_reversed(sub)
     return Verdict("phase", hyp, confidence, reason, "grid", direction, pattern.n, verdict.plausible)
 
 
@@ -383,9 +381,8 @@ def _grid_verdict(
             "reversed",
             hyp,
             confidence,
-            f"It is mounted against the arrow: the load changes of {names} show up on it with the opposite sign "
-            f"({n} changes). Turn the clamp around (arrow K->L, from the grid into the board); setting it "
-            "reversed also works, but the manual advises against relying on that.",
+            f"{wrong_way(g)}: the load changes of {names} show up on it with the opposite sign ({n} changes). "
+            f"{turn_advice(g)}",
             "grid",
             True,
             n,
@@ -398,5 +395,5 @@ def _grid_verdict(
             f"move this clamp onto line {g.phase}."
         )
     if hyp.sign < 0:
-        reason += " It is also mounted against the arrow: turn the clamp around."
+        reason += also_reversed(g)
     return Verdict("phase", hyp, confidence, reason, "grid", True, n, verdict.plausible)

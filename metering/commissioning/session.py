@@ -18,7 +18,7 @@ from metering.commissioning.location import (
 )
 from metering.commissioning.model import LINES, MODES, Mode, mode_for
 from metering.commissioning.phasors import FramePhasors, frame_phasors
-from metering.commissioning.steps import CtInput, Hypothesis, Verdict, judge
+from metering.commissioning.steps import CtInput, Hypothesis, Verdict, also_reversed, judge, turn_advice, wrong_way
 from metering.core.config import VOLTAGE_CHANNELS, MeterConfig, validate_config
 
 _LINE_MODES = ("star", "single", "split", "delta_line")
@@ -135,7 +135,26 @@ class Commissioning:
                 for c in channels
             ]
 
-        inputs = [
+        inputs = self._inputs(voltages, currents, rms)
+        angle_verdicts = self._angle_verdicts(inputs)
+        transform = _global_transform(inputs, angle_verdicts)
+        verdicts = self._cross_checked(inputs, angle_verdicts, transform)
+
+        cts = [_finding(ct, verdict) for ct, verdict in zip(inputs, verdicts, strict=True)]
+        relabelled = transform is not None and any(sign > 0 and axis != a for a, (axis, sign) in transform.items())
+        if relabelled:  # power values are meaningless until the voltage wires are right: no Kirchhoff
+            pair = _transposition(transform)
+            if any(f.kind == "sequence" for f in location) and pair is not None:
+                location = [rename_sequence_pair(f, pair) if f.kind == "sequence" else f for f in location]
+            elif not any(f.kind == "sequence" for f in location):
+                location.append(_relabel_finding(transform))
+        else:
+            location += self._kirchhoff(inputs, verdicts)
+        return location + cts
+
+    def _inputs(self, voltages: np.ndarray, currents: np.ndarray, rms: np.ndarray) -> list[CtInput]:
+        """Per CT, its window of phasors and its hypotheses' reference voltages."""
+        return [
             CtInput(
                 ct=c.ct,
                 load=c.load,
@@ -145,42 +164,57 @@ class Commissioning:
                 currents=currents[:, j],
                 rms_a=rms[:, j],
                 refs=(voltages @ mode.coef.T).T,
-                generation=np.zeros((len(mode.axes), len(self._frames)), dtype=complex),
+                generation=np.zeros((len(mode.axes), len(voltages)), dtype=complex),
+                reversed_setting=c.reversed,
             )
-            for j, (c, mode) in enumerate(zip(channels, self._modes, strict=True))
+            for j, (c, mode) in enumerate(zip(self.config.channels, self._modes, strict=True))
         ]
+
+    def _angle_verdicts(self, inputs: list[CtInput]) -> list[Verdict]:
+        """The angle method's verdict per CT: the producers first, so that each grid CT's
+        hypotheses include the production on their line (an export is not a reversal)."""
         verdicts: list[Verdict | None] = [None] * len(inputs)
         order = sorted(range(len(inputs)), key=lambda j: (inputs[j].kind not in _PRODUCERS, inputs[j].kind == "grid"))
-        production = np.zeros((len(LINES), len(self._frames)), dtype=complex)  # production current per line
+        production = np.zeros((len(LINES), len(inputs[0].currents) if inputs else 0), dtype=complex)
         for j in order:
             ct = inputs[j]
             if ct.kind == "grid":
                 ct.generation = ct.mode.incidence @ production
-            verdicts[j] = judge(ct, self.min_current_a)
-            if ct.kind in _PRODUCERS and verdicts[j].ambiguous_with is not None:
-                verdicts[j] = _settle_split(ct, verdicts[j], [g for g in inputs if g.kind == "grid"])
+            verdict = judge(ct, self.min_current_a)
             if ct.kind in _PRODUCERS:
-                hyp = _hypothesis(ct, verdicts[j])
+                if verdict.ambiguous_with is not None:
+                    verdict = _settle_split(ct, verdict, [g for g in inputs if g.kind == "grid"])
+                hyp = _hypothesis(ct, verdict)
                 production += np.outer(ct.mode.incidence[ct.mode.index(hyp.axis)], hyp.sign * ct.currents)
+            verdicts[j] = verdict
+        return verdicts  # type: ignore[return-value]
 
-        angle_verdicts = list(verdicts)
-        transform = _global_transform(inputs, angle_verdicts)
-        grid = [j for j, ct in enumerate(inputs) if ct.kind == "grid" and ct.mode.name in _LINE_MODES]
-        grid = [j for j in grid if verdicts[j].kind in ("ok", "phase", "reversed", "inconsistent")]
+    def _cross_checked(
+        self, inputs: list[CtInput], angle_verdicts: list[Verdict], transform: dict[str, tuple[str, int]] | None
+    ) -> list[Verdict]:
+        """The verdicts once the grid cross-check has settled the CTs it covers."""
+        grid = [
+            j
+            for j, ct in enumerate(inputs)
+            if ct.kind == "grid"
+            and ct.mode.name in _LINE_MODES
+            and angle_verdicts[j].kind in ("ok", "phase", "reversed", "inconsistent")
+        ]
         # A CT whose changes fit no single phase (around the neutral, say) would explain
         # everyone's changes in the fit: it stays out.
         subs = [
             j
             for j, ct in enumerate(inputs)
-            if ct.kind != "grid" and verdicts[j].kind not in ("no_current", "inconsistent")
+            if ct.kind != "grid" and angle_verdicts[j].kind not in ("no_current", "inconsistent")
         ]
         grid_results, sub_results = crosscheck(
             [inputs[j] for j in grid],
-            [verdicts[j] for j in grid],
+            [angle_verdicts[j] for j in grid],
             [inputs[j] for j in subs],
-            [verdicts[j] for j in subs],
+            [angle_verdicts[j] for j in subs],
             self.min_current_a,
         )
+        verdicts = list(angle_verdicts)
         for j, ct in enumerate(inputs):
             settled = grid_results.get(ct.ct) or sub_results.get(ct.ct)
             if transform is not None and _follows(ct, angle_verdicts[j], transform):
@@ -197,18 +231,7 @@ class Commissioning:
                     "In delta, three-phase loads are measured on L1 and L2 only (two-wattmeter method): "
                     "clamp this CT around L1 or L2 and configure that phase.",
                 )
-
-        cts = [_finding(ct, verdict) for ct, verdict in zip(inputs, verdicts, strict=True)]
-        relabelled = transform is not None and any(sign > 0 and axis != a for a, (axis, sign) in transform.items())
-        if relabelled:
-            pair = _transposition(transform)
-            if any(f.kind == "sequence" for f in location) and pair is not None:
-                location = [rename_sequence_pair(f, pair) if f.kind == "sequence" else f for f in location]
-            elif not any(f.kind == "sequence" for f in location):
-                location.append(_relabel_finding(transform))
-        else:
-            location += self._kirchhoff(inputs, verdicts)
-        return location + cts
+        return verdicts
 
     def _kirchhoff(self, inputs: list[CtInput], verdicts: list[Verdict]) -> list[Finding]:
         """Kirchhoff per phase (per total in delta), with every CT's judged mapping."""
@@ -309,9 +332,8 @@ def _settle_split(ct: CtInput, verdict: Verdict, grids: list[CtInput]) -> Verdic
     because = f" The grid CTs' power settles it: with it on {hyp.axis}, no line exports more than it produces."
     if hyp.axis == ct.phase:
         reason = (
-            f"It is mounted against the arrow: against {ct.phase}'s voltage its current is opposite, so its "
-            "power comes out negative. Turn the clamp around (arrow K->L with the current); setting it reversed "
-            "also works, but the manual advises against relying on that." + because
+            f"{wrong_way(ct)}: against {ct.phase}'s voltage its current is opposite, so its power comes out "
+            f"negative. {turn_advice(ct)}{because}"
         )
         return Verdict("reversed", hyp, verdict.confidence, reason, verdict.basis, True, verdict.n, verdict.plausible)
     reason = (
@@ -319,11 +341,12 @@ def _settle_split(ct: CtInput, verdict: Verdict, grids: list[CtInput]) -> Verdic
         + because
     )
     if hyp.sign < 0:
-        reason += " It is also mounted against the arrow: turn the clamp around."
+        reason += also_reversed(ct)
     return Verdict("phase", hyp, verdict.confidence, reason, verdict.basis, True, verdict.n, verdict.plausible)
 
 
 def _finding(ct: CtInput, verdict: Verdict) -> Finding:
+    """The public finding of a CT's verdict."""
     confidence = min(1.0, max(0.0, float(verdict.confidence)))
     if verdict.kind == "phase" and verdict.hyp is not None:
         fixable = ct.mode.fixable[ct.mode.index(verdict.hyp.axis)]

@@ -46,27 +46,12 @@ import numpy as np
 
 from metering.commissioning.model import Mode
 
+# Plausibility of a hypothesis.
 CONE_DEG = 75.0
-"""Widest angle of a consumer's steps from its reference: power factor 0.26."""
+"""Widest mean angle of a consumer's steps from its reference: power factor 0.26."""
 INVERTER_CONE_DEG = 40.0
 """Widest angle of an inverter's current from its reference: power factor 0.77 (inverters
 supporting the grid's voltage with reactive power run down to about 0.9)."""
-SIGN_TOLERANCE = 0.1
-"""A standing power factor below minus this rules a consumer hypothesis out."""
-NO_CURRENT_SHARE = 0.25
-"""RMS under this share of ``min_current_a`` in every frame: nothing connected."""
-STANDING_MIN_SHARE = 5.0
-"""Without steps, a consumer is judged on its standing current only above this many times
-``min_current_a`` (an idle house's standby loads have any power factor)."""
-STANDING_CONE_DEG = 80.0
-STANDING_WRONG_DEG = 105.0
-STANDING_MAX_CONFIDENCE = 0.6
-DELTA_LINE_RISE_MIN = 0.3
-""":data:`RISE_MIN` for a two-wattmeter CT in delta, whose line also carries the loads of two
-line pairs."""
-INCONSISTENT_R = 0.3
-"""Steps whose mean resultant length is under this point all over the place."""
-MIN_STEPS = 2
 RISE_MIN = 0.5
 """A plausible direction has at least this weighted share of steps whose power rises with
 the current..."""
@@ -74,6 +59,32 @@ RISE_WITH_STANDING = 0.2
 STANDING_BACKUP_PF = 0.3
 """... or at least :data:`RISE_WITH_STANDING` of them and a standing power factor of at least
 this (a large standing reactive current makes steps of the other kind shrink it)."""
+DELTA_LINE_RISE_MIN = 0.2
+""":data:`RISE_MIN` for a two-wattmeter CT in delta, whose line also carries the loads of two
+line pairs, 30 degrees either side of the line's own potential."""
+SIGN_TOLERANCE = 0.1
+"""A standing power factor below minus this rules a consumer hypothesis out."""
+
+# What can be judged at all.
+NO_CURRENT_SHARE = 0.25
+"""RMS under this share of ``min_current_a`` in every frame: nothing connected."""
+MIN_STEPS = 2
+"""Load changes of at least ``min_current_a`` needed to judge a consumer by its steps."""
+INCONSISTENT_R = 0.3
+"""Steps (oriented by magnitude) whose mean resultant length is under this point all over
+the place: a clamp around the neutral or around conductors of several phases."""
+
+# A consumer without load changes, judged on its standing current: cautiously.
+STANDING_MIN_SHARE = 5.0
+"""Only above this many times ``min_current_a`` (an idle house's standby loads have any
+power factor)."""
+STANDING_CONE_DEG = 80.0
+"""Within this angle the configured phase is confirmed (with a low confidence)..."""
+STANDING_WRONG_DEG = 105.0
+"""... beyond this (clearly negative power) another hypothesis is suggested; in between, too
+ambiguous to judge."""
+STANDING_MAX_CONFIDENCE = 0.6
+"""Confidence of a fix that rests on the standing current of a consumer."""
 
 
 @dataclass
@@ -93,6 +104,9 @@ class CtInput:
     generation : ndarray of complex, shape (n_axes, K)
         For a grid CT: production current of the solar and battery CTs on each axis' line,
         added to the grid's current under that axis. Zero otherwise.
+    reversed_setting : bool
+        The CT is configured as reversed (only the advice changes: ``currents`` already
+        carry the configured sign).
     """
 
     ct: str
@@ -104,6 +118,7 @@ class CtInput:
     rms_a: np.ndarray
     refs: np.ndarray
     generation: np.ndarray
+    reversed_setting: bool = False
 
     @property
     def role(self) -> str:
@@ -126,7 +141,9 @@ class Score:
 
     ``angle_deg`` and ``r``: mean angle and resultant length of the (folded) steps or of the
     standing current; ``rise``: weighted share of the steps whose power rises with the
-    current, ``falls`` the number that do not (steps only; 1 and 0 otherwise).
+    current, ``falls`` the number that do not; ``angle_oriented_deg`` and ``r_oriented``: mean
+    angle and resultant length of the steps oriented by the current's magnitude (steps only;
+    otherwise 1, 0, the angle and 1).
     """
 
     hyp: Hypothesis
@@ -138,6 +155,7 @@ class Score:
     rise: float = 1.0
     falls: int = 0
     r_oriented: float = 1.0
+    angle_oriented_deg: float = 0.0
 
 
 @dataclass
@@ -146,7 +164,8 @@ class Verdict:
 
     ``hyp`` is the judged hypothesis (``None`` when nothing could be judged); ``direction``
     whether its sign was judged (not for a battery); ``basis`` what it rests on: ``"steps"``,
-    ``"standing"``, ``"grid"`` (matched with the grid CTs) or ``""``.
+    ``"standing"``, ``"grid"`` (matched with the grid CTs) or ``""``; ``implausibility`` per
+    hypothesis how clearly the angle method rules it out (0 to 1, weighted by the evidence).
     """
 
     kind: str
@@ -158,6 +177,29 @@ class Verdict:
     n: int = 0
     plausible: frozenset[Hypothesis] = field(default_factory=frozenset)
     ambiguous_with: Hypothesis | None = None
+    implausibility: dict[Hypothesis, float] = field(default_factory=dict)
+
+
+def wrong_way(ct: CtInput) -> str:
+    """Opening words of a reason for a CT whose current comes out the wrong way round."""
+    return "Its current comes out the wrong way round" if ct.reversed_setting else "It is mounted against the arrow"
+
+
+def turn_advice(ct: CtInput) -> str:
+    """What to do about a CT whose current comes out the wrong way round."""
+    if ct.reversed_setting:
+        return "It is configured as reversed, but the clamp is the right way round: clear the reversed setting."
+    return (
+        "Turn the clamp around (arrow K->L with the current); setting it reversed also works, "
+        "but the manual advises against relying on that."
+    )
+
+
+def also_reversed(ct: CtInput) -> str:
+    """The sentence added to a wrong-phase reason when the direction is wrong too."""
+    if ct.reversed_setting:
+        return " Its reversed setting is wrong too: clear it."
+    return " It is also mounted against the arrow: turn the clamp around."
 
 
 def describe_angle(angle_deg: float) -> str:
@@ -223,6 +265,7 @@ def scores(ct: CtInput, min_current_a: float, basis: str) -> list[Score]:
         rise = 1.0
         falls = 0
         r_oriented = 1.0
+        angle_oriented = None
         if basis == "steps":
             d = np.diff(c)
             weights = np.abs(d)
@@ -235,7 +278,7 @@ def scores(ct: CtInput, min_current_a: float, basis: str) -> list[Score]:
             raises = np.where(grows, z.real, -z.real) > 0.0
             rise = float(w[raises].sum() / w.sum())
             falls = int((~raises).sum())
-            r_oriented = _circular(_unit(np.where(grows, z, -z)), w)[1]
+            angle_oriented, r_oriented = _circular(_unit(np.where(grows, z, -z)), w)
             direction_ok = rise >= rise_min or (rise >= rise_with_standing and standing_pf >= STANDING_BACKUP_PF)
         else:
             use = np.abs(c) >= min_current_a
@@ -247,7 +290,20 @@ def scores(ct: CtInput, min_current_a: float, basis: str) -> list[Score]:
         plausible = abs(angle) <= cone and r > 0.0 and direction_ok
         if role == "consumer" and standing_pf < -SIGN_TOLERANCE:
             plausible = False
-        out.append(Score(hyp, angle, r, standing_pf, _cost(angle, role), plausible, rise, falls, r_oriented))
+        out.append(
+            Score(
+                hyp,
+                angle,
+                r,
+                standing_pf,
+                _cost(angle, role),
+                plausible,
+                rise,
+                falls,
+                r_oriented,
+                angle if angle_oriented is None else angle_oriented,
+            )
+        )
     return out
 
 
@@ -282,9 +338,13 @@ def judge(ct: CtInput, min_current_a: float) -> Verdict:
     n_steps, n_eff = _usable_steps(ct, min_current_a)
     if role == "consumer":
         if n_steps >= MIN_STEPS:
-            return _decide(ct, scores(ct, min_current_a, "steps"), "steps", n_steps, n_eff, configured)
+            evidence = scores(ct, min_current_a, "steps")
+            verdict = _decide(ct, evidence, "steps", n_steps, n_eff, configured)
+            return _with_implausibility(verdict, evidence, role, "steps", n_eff)
         if mean_current >= STANDING_MIN_SHARE * min_current_a:
-            return _decide_standing(ct, scores(ct, min_current_a, "standing"), configured)
+            evidence = scores(ct, min_current_a, "standing")
+            verdict = _decide_standing(ct, evidence, configured)
+            return _with_implausibility(verdict, evidence, role, "standing", len(ct.currents))
         return Verdict(
             "low_current",
             None,
@@ -301,14 +361,23 @@ def judge(ct: CtInput, min_current_a: float) -> Verdict:
             0.0,
             f"Too little current to judge (at most {peak_rms:.2f} A): {what}; check again while it runs.",
         )
-    return _decide(ct, scores(ct, min_current_a, "standing"), "standing", producing, float(producing), configured)
+    evidence = scores(ct, min_current_a, "standing")
+    verdict = _decide(ct, evidence, "standing", producing, float(producing), configured)
+    return _with_implausibility(verdict, evidence, role, "standing", float(producing))
 
 
 def _evidence(n_eff: float) -> float:
+    """Weight of ``n_eff`` (effective) load changes or frames: 0.65 for one, 0.96 for three."""
     return 1.0 - 0.35**n_eff
 
 
 def _decide(ct: CtInput, evidence: list[Score], basis: str, n: int, n_eff: float, configured: Hypothesis) -> Verdict:
+    """The verdict from the scores of every hypothesis (see the module docstring).
+
+    Confidence of a fix: how clearly the configuration is wrong (angle beyond the cone, steps
+    whose power falls, negative standing power) times the prior likelihood share of the best
+    explanation among the plausible ones, times the weight of the evidence and its agreement.
+    """
     role = ct.role
     by_hyp = {s.hyp: s for s in evidence}
     cfg = by_hyp[configured]
@@ -319,12 +388,13 @@ def _decide(ct: CtInput, evidence: list[Score], basis: str, n: int, n_eff: float
     direction = role != "battery"
     if cfg.plausible:
         pf = math.cos(math.radians(cfg.angle_deg))
+        note = " Its direction is not judged: a battery both charges and discharges." if role == "battery" else ""
         return Verdict(
             "ok",
             configured,
             strength,
             f"Its current follows {ref_word(ct.phase)} as configured ({describe_angle(cfg.angle_deg)}, "
-            f"power factor {pf:.2f}, over {n} {what}).",
+            f"power factor {pf:.2f}, over {n} {what}).{note}",
             basis,
             direction,
             n,
@@ -363,22 +433,38 @@ def _decide(ct: CtInput, evidence: list[Score], basis: str, n: int, n_eff: float
             plausible=plausible,
         )
     best = candidates[0]
-    if role == "consumer":
-        wrong = max(
-            min(1.0, max(0.0, (abs(cfg.angle_deg) - CONE_DEG) / 15.0)),
-            min(1.0, max(0.0, (RISE_MIN - cfg.rise) / (RISE_MIN - RISE_WITH_STANDING))) if basis == "steps" else 0.0,
-            min(1.0, max(0.0, (-SIGN_TOLERANCE - cfg.standing_pf) / 0.3)),
-        )
-    else:  # an inverter's power factor is near 1: far outside its cone is certainly wrong
-        wrong = min(1.0, max(0.0, (abs(cfg.angle_deg) - INVERTER_CONE_DEG) / 10.0))
+    wrong = _wrongness(cfg, role, basis)
     ambiguous = _equivalent(ct, best.hyp, evidence)
-    rivals = [s for s in candidates[1:] if s.hyp != ambiguous]
+    if ambiguous is not None and ambiguous.axis == ct.phase and ambiguous in plausible:
+        # Split phase: "reversed" and "on the other line" look the same; say "reversed" first.
+        best, ambiguous = next(s for s in evidence if s.hyp == ambiguous), best.hyp
+    rivals = [s for s in candidates if s.hyp not in (best.hyp, ambiguous)]
     # Share of the prior likelihood the best explanation holds among the plausible ones.
     fix = _likelihood(best.cost) / (_likelihood(best.cost) + sum(_likelihood(s.cost) for s in rivals))
-    confidence = wrong * fix * _evidence(n_eff) * (0.5 + 0.5 * best.r)
+    # Agreement of the steps; a delta line's steps spread 30 degrees either side by nature.
+    spread = 0.7 + 0.3 * best.r if ct.mode.name == "delta_line" else 0.5 + 0.5 * best.r
+    confidence = wrong * fix * _evidence(n_eff) * spread
     if ambiguous is not None:
         confidence *= 0.9
     return _fix_verdict(ct, best, cfg, basis, n, what, confidence, plausible, ambiguous, direction)
+
+
+def _wrongness(score: Score, role: str, basis: str) -> float:
+    """How clearly a hypothesis is wrong, 0 to 1: its angle beyond the cone, its steps'
+    power falling as the current rises, its standing power negative."""
+    if role != "consumer":  # an inverter's power factor is near 1: far outside its cone is certainly wrong
+        return min(1.0, max(0.0, (abs(score.angle_deg) - INVERTER_CONE_DEG) / 10.0))
+    return max(
+        min(1.0, max(0.0, (abs(score.angle_deg) - CONE_DEG) / 15.0)),
+        min(1.0, max(0.0, (RISE_MIN - score.rise) / (RISE_MIN - RISE_WITH_STANDING))) if basis == "steps" else 0.0,
+        min(1.0, max(0.0, (-SIGN_TOLERANCE - score.standing_pf) / 0.3)),
+    )
+
+
+def _with_implausibility(verdict: Verdict, evidence: list[Score], role: str, basis: str, n_eff: float) -> Verdict:
+    weight = _evidence(n_eff) * (1.0 if basis == "steps" or role != "consumer" else 0.5)
+    verdict.implausibility = {s.hyp: 0.0 if s.plausible else weight * _wrongness(s, role, basis) for s in evidence}
+    return verdict
 
 
 def _equivalent(ct: CtInput, hyp: Hypothesis, evidence: list[Score]) -> Hypothesis | None:
@@ -441,6 +527,8 @@ def _decide_standing(ct: CtInput, evidence: list[Score], configured: Hypothesis)
     best = candidates[0]
     confidence = STANDING_MAX_CONFIDENCE * best.r
     ambiguous = _equivalent(ct, best.hyp, evidence)
+    if ambiguous is not None and ambiguous.axis == ct.phase and ambiguous in plausible:
+        best, ambiguous = next(s for s in evidence if s.hyp == ambiguous), best.hyp
     return _fix_verdict(
         ct, best, cfg, "standing", n, "frames (no load changed)", confidence, plausible, ambiguous, True
     )
@@ -472,18 +560,14 @@ def _fix_verdict(
     hyp = best.hyp
     if basis == "steps":
         measured = (
-            f"Against {ref_word(ct.phase)} as configured, its power fell in {cfg.falls} of {n} load changes "
-            f"that raised its current (changes {describe_angle(cfg.angle_deg)}, power factor "
-            f"{math.cos(math.radians(cfg.angle_deg)):.2f})"
+            f"Against {ref_word(ct.phase)} as configured, its load changes are "
+            f"{describe_angle(cfg.angle_oriented_deg)}: its power fell in {cfg.falls} of the {n} load changes "
+            "that raised its current"
         )
     else:
         measured = f"Against {ref_word(ct.phase)} as configured its current is {describe_angle(cfg.angle_deg)} (over {n} {what})"
     if hyp.axis == ct.phase:
-        reason = (
-            f"It is mounted against the arrow. {measured}: its power comes out negative. "
-            "Turn the clamp around (arrow K->L with the current); setting it reversed also works, "
-            "but the manual advises against relying on that."
-        )
+        reason = f"{wrong_way(ct)}. {measured}: its power comes out negative. {turn_advice(ct)}"
         if ambiguous is not None and ambiguous.axis != hyp.axis:
             reason += (
                 f" In split phase {ambiguous.axis} is {hyp.axis} inverted, so it may instead sit on "
@@ -501,5 +585,5 @@ def _fix_verdict(
         pairs = {"L1": "L1 and L3", "L2": "L2 and L3", "L3": "L1 and L2"}
         reason += f" Its load is powered by {pairs[hyp.axis]}: configure phase {hyp.axis} (manual's delta table)."
     if hyp.sign < 0:
-        reason += " It is also mounted against the arrow: turn the clamp around."
+        reason += also_reversed(ct)
     return Verdict("phase", hyp, confidence, reason, basis, direction, n, plausible, ambiguous)

@@ -63,6 +63,7 @@ class Clamp:
     phase: str
     sees: tuple
     sign: float = 1.0
+    reversed_setting: bool = False
 
 
 @dataclass
@@ -78,7 +79,8 @@ class Site:
 
     def config(self) -> MeterConfig:
         nominal = 60.0 if self.topology in ("2P+N", "3P+N-208") else 50.0
-        return MeterConfig(self.topology, nominal, tuple(CtChannel(c.ct, c.load, c.kind, c.phase) for c in self.clamps))
+        channels = tuple(CtChannel(c.ct, c.load, c.kind, c.phase, c.reversed_setting) for c in self.clamps)
+        return MeterConfig(self.topology, nominal, channels)
 
     def frames(self):
         """Yield ``(voltages, currents, fs_hz)`` per frame, a second apart."""
@@ -436,6 +438,20 @@ def test_it_says_every_ct_is_reversed_when_every_ct_is() -> None:
     assert all("Every CT reads reversed" in f.reason for f in findings)
 
 
+def test_it_honours_the_reversed_setting_and_says_when_it_is_the_mistake() -> None:
+    site = house("3P+N", 27)
+    mounted_backwards = site.clamps[3]
+    mounted_backwards.sign, mounted_backwards.reversed_setting = -1.0, True  # compensated in the configuration
+    set_by_mistake = site.clamps[6]
+    set_by_mistake.reversed_setting = True
+    findings = judge(site)
+    assert of(findings, mounted_backwards.ct).kind == "ok"
+    mistake = of(findings, set_by_mistake.ct)
+    assert (mistake.kind, mistake.suggest) == ("reversed", "reverse")
+    assert "clear the reversed setting" in mistake.reason
+    assert [f.ct for f in alarms(findings)] == [set_by_mistake.ct]
+
+
 def test_it_reports_no_current_for_an_unplugged_ct() -> None:
     site = house("3P+N", 15)
     site.clamps[4].sees = ("nothing",)
@@ -664,6 +680,13 @@ def test_finding_refuses_an_unknown_kind_and_a_confidence_out_of_range() -> None
         Finding("CTH-0001/A", "wrong", None, None, 0.5, "")
     with pytest.raises(ValueError, match="confidence must be between 0 and 1, got 1.5"):
         Finding("CTH-0001/A", "ok", None, None, 1.5, "")
+
+
+def test_it_handles_a_configuration_without_cts(site: Site) -> None:
+    session = Commissioning(MeterConfig("3P+N", 50.0, ()))
+    for voltages, _, fs_hz in site.frames():
+        session.add_frame(voltages, {}, fs_hz)
+    assert session.findings() == []
 
 
 def test_the_package_does_not_import_django() -> None:
