@@ -89,6 +89,8 @@ def pytest_sessionfinish(session, exitstatus):
 
     from django.conf import settings
 
+    if not settings.configured:  # run without the Django plugin (pure numpy tests)
+        return
     name = settings.DATABASES["default"].get("TEST", {}).get("NAME")
     if name:
         for suffix in ("-wal", "-shm", "-journal"):
