@@ -30,7 +30,7 @@ from django.utils import timezone
 
 from devices.models import Event, Gateway, PowerBox
 from metering import live
-from metering.core import Carry, FrameResult, compute_frame
+from metering.core import Carry, FrameResult, MeterConfig, compute_frame
 from metering.frames import FrameError, SampleFrame
 from metering.installed import Installed, installed
 from metering.models import InputCount, LoadEnergy, LocationEnergy, PowerBoxState
@@ -74,7 +74,7 @@ class IngestError(FrameError):
 
 
 # Leftover samples per Power Box, valid only for the frame that follows them.
-_carries: dict[int, tuple[int, Carry]] = {}
+_carries: dict[int, tuple[int, MeterConfig, Carry]] = {}
 _carry_lock = threading.Lock()
 
 
@@ -140,20 +140,36 @@ def ingest_frames(gateway: Gateway, frames: list[SampleFrame]) -> BatchOutcome:
     return outcome
 
 
-def _compute(frame: SampleFrame, setup: Installed, carry: Carry | None) -> FrameResult:
+def _compute(frame: SampleFrame, meter: MeterConfig, carry: Carry | None) -> FrameResult:
     try:
-        return compute_frame(frame.voltages, frame.currents, frame.fs_hz, setup.meter, carry)
+        return compute_frame(frame.voltages, frame.currents, frame.fs_hz, meter, carry)
     except ValueError as exc:
         raise IngestError(str(exc), None) from exc
 
 
+def metered_part(setup: Installed, frame: SampleFrame) -> tuple[MeterConfig, tuple[str, ...]]:
+    """The configuration to meter this frame with, and the configured CT modules it lacks.
+
+    A CT Hub that drops off the bus must not stop the rest of the house from being metered:
+    its CTs are left out (and diagnosed) instead of the whole frame being refused.
+    """
+    channels = setup.meter.channels
+    present = tuple(ch for ch in channels if ch.ct in frame.currents)
+    if len(present) == len(channels):
+        return setup.meter, ()
+    missing = sorted({ch.ct.split("/", 1)[0] for ch in channels if ch.ct not in frame.currents})
+    return setup.meter_with(present), tuple(missing)
+
+
 def _ingest_one(gateway: Gateway, setup: Installed, frame: SampleFrame) -> tuple[Receipt, bool]:
     powerbox_id = setup.powerbox_id
+    meter, missing_modules = metered_part(setup, frame)
     with _carry_lock:
         held = _carries.get(powerbox_id)
-    carry = held[1] if held and held[0] == frame.seq - 1 else None
+    # Leftover samples fit only the next frame, metered the same way.
+    carry = held[2] if held and held[0] == frame.seq - 1 and held[1] == meter else None
     # Compute before taking the row lock: a frame the core refuses changes nothing.
-    result = _compute(frame, setup, carry)
+    result = _compute(frame, meter, carry)
 
     with transaction.atomic():
         state = _lock_state(powerbox_id)
@@ -218,6 +234,8 @@ def _ingest_one(gateway: Gateway, setup: Installed, frame: SampleFrame) -> tuple
         state.seen_window = window.dump()
         state.frames += 1
         _add_registers(state, result)
+        if newest:
+            events += _diagnose_missing_modules(state, setup, frame, missing_modules)
         input_events, input_pulses = _track_inputs(state, setup, frame, newest)
         events += input_events
         _add_to_buckets(state, setup, frame, result, input_pulses)
@@ -230,7 +248,7 @@ def _ingest_one(gateway: Gateway, setup: Installed, frame: SampleFrame) -> tuple
 
     if newest:
         with _carry_lock:
-            _carries[powerbox_id] = (frame.seq, result.carry)
+            _carries[powerbox_id] = (frame.seq, meter, result.carry)
         live.publish(setup, frame, result, state.inputs)
     return receipt, newest
 
@@ -239,9 +257,9 @@ def _ingest_one(gateway: Gateway, setup: Installed, frame: SampleFrame) -> tuple
 # touches, and the ORM's query building cost as much as the rest of storing a frame.
 _STATE_COLUMNS = (
     "id", "last_seq", "last_t", "last_end_t", "seen_window", "frames", "duplicates", "gaps",
-    "registers", "inputs", "pending_bucket", "offline_reported",
+    "registers", "inputs", "pending_bucket", "offline_reported", "missing_modules",
 )
-_STATE_JSON = frozenset({"registers", "inputs", "pending_bucket"})
+_STATE_JSON = frozenset({"registers", "inputs", "pending_bucket", "missing_modules"})
 
 
 def _lock_state(powerbox_id: int) -> SimpleNamespace:
@@ -277,6 +295,30 @@ def _save_state(state: SimpleNamespace) -> None:
     ]
     with connection.cursor() as cursor:
         cursor.execute(f"UPDATE {q(PowerBoxState._meta.db_table)} SET {assignments} WHERE {q('id')} = %s", [*values, state.id])
+
+
+def _diagnose_missing_modules(state: SimpleNamespace, setup: Installed, frame: SampleFrame, missing: tuple[str, ...]) -> list[Event]:
+    """A diagnosis Event when a configured CT module drops out of the frames (once per episode)."""
+    known = set(state.missing_modules)
+    events = []
+    for serial in sorted(set(missing) - known):
+        events.append(
+            _event(
+                setup, Event.DIAGNOSIS, serial,
+                f"CT module {serial} is missing from the frames of Power Box {frame.powerbox}: its loads are not "
+                "measured. Check the bus cable (A) to it, that the termination plug sits on the last CT Hub, "
+                "and its light (one pulse a second: communication error; two: configuration problem).",
+                {"diagnosis": "module_missing", "module": serial},
+                frame.t,
+            )
+        )
+    for serial in sorted(known - set(missing)):
+        events.append(
+            _event(setup, Event.DIAGNOSIS, serial, f"CT module {serial} is back in the frames of Power Box {frame.powerbox}.",
+                   {"diagnosis": "module_back", "module": serial}, frame.t)
+        )
+    state.missing_modules = list(missing)
+    return events
 
 
 def _renumbered(state: SimpleNamespace, window: SeqWindow, arrival: Arrival, frame: SampleFrame) -> bool:

@@ -60,6 +60,10 @@ class Installed:
     def voltage_refs(self) -> tuple[str, ...]:
         return catalogue.TOPOLOGY_VOLTAGES[self.topology]
 
+    def meter_with(self, channels: tuple[CtChannel, ...]) -> MeterConfig:
+        """The meter configuration restricted to ``channels`` (a frame lacking some CTs)."""
+        return MeterConfig(topology=self.meter.topology, nominal_hz=self.meter.nominal_hz, channels=channels)
+
 
 _cache: dict[int, tuple[float, Installed]] = {}
 _lock = threading.Lock()

@@ -12,6 +12,7 @@ import logging
 from django.core.cache import cache
 from django.dispatch import Signal
 
+from metering import validation
 from metering.core import FrameResult
 from metering.frames import SampleFrame
 from metering.installed import Installed
@@ -36,7 +37,8 @@ def _r(value: float | None, digits: int) -> float | None:
     return None if value is None else round(float(value), digits)
 
 
-def build(setup: Installed, frame: SampleFrame, result: FrameResult, input_states: dict) -> dict:
+def build(setup: Installed, frame: SampleFrame, result: FrameResult, input_states: dict, findings: list | None = None) -> dict:
+    findings = findings or []
     loads = []
     for load in result.loads:
         loads.append(
@@ -97,12 +99,13 @@ def build(setup: Installed, frame: SampleFrame, result: FrameResult, input_state
             "battery": _r(totals.battery_w, 1),
         },
         "inputs": inputs,
-        "checks": [],
+        "checks": validation.checks(findings),
+        "validation": [f.to_dict() for f in findings],
     }
 
 
 def publish(setup: Installed, frame: SampleFrame, result: FrameResult, input_states: dict) -> dict:
-    values = build(setup, frame, result, input_states)
+    values = build(setup, frame, result, input_states, validation.observe(setup, frame))
     cache.set(key(setup.location_id), values, timeout=KEEP_S)
     # The frame is stored already: a failing receiver (e.g. a page render) must not fail ingest.
     for receiver, outcome in live_values_updated.send_robust(sender=setup.location_id, values=values):

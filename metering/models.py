@@ -30,6 +30,8 @@ class PowerBoxState(models.Model):
     # Energy of the current 5-minute bucket not yet written to the bucket tables.
     pending_bucket = models.JSONField(default=dict, blank=True)
     offline_reported = models.BooleanField(default=False)
+    # Configured CT modules absent from the newest frame (diagnosed once per absence).
+    missing_modules = models.JSONField(default=list, blank=True)
 
     class Meta:
         verbose_name = "Power Box ingest state"

@@ -65,10 +65,11 @@ def star_frame(
     v_rms: float = 230.0,
     f_hz: float = 50.0,
     n: int = 6400,
+    phases: dict[str, str] | None = None,
 ) -> dict:
     """A JSON-able frame for :func:`make_location`'s house: per CT letter, (P [W], Q [var])."""
     loads_w = loads_w or {"A": (1000.0, 200.0), "B": (500.0, 0.0), "C": (250.0, -50.0), "D": (800.0, 400.0)}
-    phases = {"A": "L1", "B": "L2", "C": "L3", "D": "L1"}
+    phases = phases or {"A": "L1", "B": "L2", "C": "L3", "D": "L1"}  # physical phase per CT letter
     time = t + np.arange(n) / FS_HZ
     omega = 2 * math.pi * f_hz
     voltages = {

@@ -417,3 +417,36 @@ def test_it_refuses_a_frame_whose_seq_moves_forward_while_its_time_moves_back(cl
     assert response.status_code == 409
     assert response.json()["field"] == "t"
     assert stored_state() == before
+
+
+def test_it_meters_the_rest_of_the_house_when_a_ct_module_drops_out(client, house, owner):
+    location, token = house
+    post(client, star_frame(seq=1, t=0.0), token)
+    # A second module would be needed for a partial frame; drop one CT of the only hub instead.
+    frame = star_frame(seq=2, t=1.0)
+    del frame["currents"]["CTH-T/D"]
+    response = post(client, frame, token)
+    assert response.status_code == 200, response.content
+    diagnosis = Event.objects.get(kind=Event.DIAGNOSIS)
+    assert diagnosis.module == "CTH-T"
+    assert "termination plug" in diagnosis.message and "missing from the frames" in diagnosis.message
+    client.force_login(owner)
+    live = client.get(f"/api/v1/locations/{location.pk}/live").json()
+    assert [load["name"] for load in live["loads"]] == ["Grid"]
+    post(client, star_frame(seq=3, t=2.0), token)  # back: one more diagnosis, then quiet
+    post(client, star_frame(seq=4, t=3.0), token)
+    assert [e.data["diagnosis"] for e in Event.objects.filter(kind=Event.DIAGNOSIS).order_by("pk")] == [
+        "module_missing", "module_back",
+    ]
+
+
+def test_it_keeps_accepting_consecutive_frames_across_a_configuration_change(client, house):
+    from devices.models import LoadCt
+
+    _, token = house
+    post(client, star_frame(seq=1, t=0.0), token)
+    heat_pump_ct = LoadCt.objects.get(ct_input__letter="D")
+    heat_pump_ct.reversed = True
+    heat_pump_ct.save()
+    response = post(client, star_frame(seq=2, t=1.0), token)
+    assert response.status_code == 200, response.content
