@@ -119,6 +119,10 @@ class MeterPlan:
         the measured voltages.
     combo_labels : tuple of str
         A label per combination, e.g. ``"L1"`` or ``"L1-L2"``.
+    combo_forms : ndarray, shape (n_combos + 1, n_voltages ** 2)
+        Row q is ``combos[q] (x) combos[q]``: its product with a flattened matrix of sums over
+        pairs of voltages gives that combination's sum, e.g. its mean square from the
+        covariances. The last row is NaN, the value of a voltage the topology lacks (row -1).
     ref_index, ln_index, ll_index : ndarray of int, shape (n_channels,)
         Per CT, the row of :attr:`combos` that is its reference voltage, its phase-to-neutral
         voltage and its line-to-line voltage; -1 where the topology has none.
@@ -126,12 +130,20 @@ class MeterPlan:
         ``combos[ref_index]``: per CT, the coefficients of its reference voltage.
     sign : ndarray, shape (n_channels,)
         -1 for reversed CTs, +1 otherwise.
+    signed_ref_coef : ndarray, shape (n_channels, n_voltages)
+        ``sign[:, None] * ref_coef``.
     load_names, load_kinds : tuple of str
         Loads in first-appearance order.
     load_matrix : ndarray, shape (n_loads, n_channels)
         1 where a CT belongs to a load: per-load sums are one matrix product.
     kind_matrix : ndarray, shape (len(KINDS), n_loads)
         1 where a load has a kind: per-kind sums are one matrix product.
+    flow_matrix : ndarray, shape (n_channels, n_loads + len(KINDS))
+        ``[load_matrix.T | load_matrix.T @ kind_matrix.T]``: one product of per-CT rows with it
+        gives the per-load sums and the per-kind sums at once.
+    voltage_index : ndarray of int, shape (3, n_channels)
+        ``ln_index``, ``ll_index`` and ``ref_index`` stacked: one gather of the combinations'
+        RMS values gives every CT's V_LN, V_LL and reference voltage.
     ln_summary, ll_summary : tuple of (str, int)
         Labels and combo rows of the location's phase voltages and line-to-line voltages.
     has_consumption : bool
@@ -143,15 +155,19 @@ class MeterPlan:
     ct_ids: tuple[str, ...]
     combos: np.ndarray
     combo_labels: tuple[str, ...]
+    combo_forms: np.ndarray
     ref_index: np.ndarray
     ln_index: np.ndarray
     ll_index: np.ndarray
     ref_coef: np.ndarray
     sign: np.ndarray
+    signed_ref_coef: np.ndarray
     load_names: tuple[str, ...]
     load_kinds: tuple[str, ...]
     load_matrix: np.ndarray
     kind_matrix: np.ndarray
+    flow_matrix: np.ndarray
+    voltage_index: np.ndarray
     ln_summary: tuple[tuple[str, int], ...]
     ll_summary: tuple[tuple[str, int], ...]
     has_consumption: bool
@@ -244,6 +260,10 @@ def plan_for(config: MeterConfig) -> MeterPlan:
     load_matrix = np.array([[1.0 if c.load == name else 0.0 for c in channels] for name in load_names])
     kind_matrix = np.array([[1.0 if kind == k else 0.0 for kind in load_kinds] for k in KINDS])
 
+    load_matrix = load_matrix.reshape(len(load_names), len(channels))
+    ref_coef = combo_matrix[ref_index].reshape(len(channels), len(VOLTAGE_CHANNELS[config.topology]))
+    sign = np.array([-1.0 if c.reversed else 1.0 for c in channels])
+    kind_matrix = kind_matrix.reshape(len(KINDS), len(load_names))
     voltage_keys = VOLTAGE_CHANNELS[config.topology]
     if config.topology == "3P":
         ln_summary: tuple[tuple[str, int], ...] = ()
@@ -257,15 +277,24 @@ def plan_for(config: MeterConfig) -> MeterPlan:
         ct_ids=tuple(c.ct for c in channels),
         combos=combo_matrix,
         combo_labels=labels,
+        combo_forms=np.concatenate(
+            (
+                np.einsum("qa,qb->qab", combo_matrix, combo_matrix).reshape(len(labels), -1),
+                np.full((1, len(voltage_keys) ** 2), np.nan),
+            )
+        ),
         ref_index=ref_index,
         ln_index=ln_index,
         ll_index=ll_index,
-        ref_coef=combo_matrix[ref_index].reshape(len(channels), len(voltage_keys)),
-        sign=np.array([-1.0 if c.reversed else 1.0 for c in channels]),
+        ref_coef=ref_coef,
+        sign=sign,
+        signed_ref_coef=sign[:, None] * ref_coef,
         load_names=load_names,
         load_kinds=load_kinds,
-        load_matrix=load_matrix.reshape(len(load_names), len(channels)),
-        kind_matrix=kind_matrix.reshape(len(KINDS), len(load_names)),
+        load_matrix=load_matrix,
+        kind_matrix=kind_matrix,
+        flow_matrix=np.concatenate((load_matrix.T, load_matrix.T @ kind_matrix.T), axis=1),
+        voltage_index=np.array((ln_index, ll_index, ref_index), dtype=np.intp).reshape(3, len(channels)),
         ln_summary=ln_summary,
         ll_summary=ll_summary,
         has_consumption="consumption" in load_kinds,

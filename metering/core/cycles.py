@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -98,26 +99,38 @@ def rising_edges(v: np.ndarray, fs_hz: float) -> tuple[np.ndarray, np.ndarray]:
     if n < 2 * quarter + 2:
         return np.empty(0), np.empty(0, dtype=np.intp)
     neg = v[: n - quarter] < 0  # candidates must have a quarter period after them
-    before = np.flatnonzero(neg[:-1] > neg[1:])  # last negative sample before a non-negative one
+    before = (neg[:-1] > neg[1:]).nonzero()[0]  # last negative sample before a non-negative one
     if before.size == 0:
         return np.empty(0), before
-    crest = v[quarter + 1 :][before]
-    trough = v.take(before + (1 - quarter), mode="clip")
+    # Per candidate, one gather: a quarter period after (crest), before (trough; clipped at
+    # the start, see below) and the two samples around the crossing.
+    around = v.take(before[:, None] + _offsets(quarter), mode="clip")
+    crest = around[:, 0]
     h = HYSTERESIS * float(crest.max())  # a quarter period after a rising edge: about the peak
     if not (0.0 < h < np.inf):
         return np.empty(0), before[:0]
-    ok = (crest > h) & (trough < -h)
+    ok = (crest > h) & (around[:, 1] < -h)
     k = 0
     while k < before.size and before[k] + 1 < quarter:  # too close to the start to look back
         ok[k] = k == 0 and bool(neg[0]) and bool(crest[0] > h)  # all samples before it negative
         k += 1
-    before = before[ok]
+    kept = ok.nonzero()[0]
+    before = before[kept]
     if before.size > 1:
         apart = before[1:] - before[:-1] > quarter
         if not apart.all():
-            before = before[np.concatenate((apart, [True]))]  # last of each cluster
-    v0 = v[before]
-    return before + v0 / (v0 - v[before + 1]), before
+            last = np.concatenate((apart, [True]))  # last of each cluster
+            kept, before = kept[last], before[last]
+    v0, v1 = around[kept, 2:].T
+    return before + v0 / (v0 - v1), before
+
+
+@lru_cache(maxsize=64)
+def _offsets(quarter: int) -> np.ndarray:
+    """Column offsets from a candidate of :func:`rising_edges`: crest, trough, crossing."""
+    offsets = np.array((quarter + 1, 1 - quarter, 0, 1), dtype=np.intp)
+    offsets.flags.writeable = False
+    return offsets
 
 
 def find_window(v: np.ndarray, fs_hz: float) -> Window | None:
@@ -175,12 +188,12 @@ def basis_grid(n: int) -> tuple[int, int]:
     return -(-n // block), block
 
 
-def fundamental_basis(out: np.ndarray, window: Window, fs_hz: float) -> None:
+def fundamental_basis(out: np.ndarray, window: Window, fs_hz: float, start: int | None = None) -> None:
     """Write ``cos`` and ``sin`` of the fundamental over the window's columns into ``out``.
 
-    With ``k = r * block + s`` the column index from ``window.first``, ``out[0, r, s] =
-    cos(w (first + k - t0))`` and ``out[1, r, s]`` the sine, ``w = 2 pi f / fs`` at the
-    measured frequency and ``t0`` the window start. By angle addition,
+    With ``k = r * block + s`` the column index from ``start`` (default ``window.first``),
+    ``out[0, r, s] = cos(w (start + k - t0))`` and ``out[1, r, s]`` the sine,
+    ``w = 2 pi f / fs`` at the measured frequency and ``t0`` the window start. By angle addition,
     ``cos(a_r + b_s) = cos a_r cos b_s - sin a_r sin b_s`` and
     ``sin(a_r + b_s) = sin a_r cos b_s + cos a_r sin b_s``: one small matrix product of two
     short tables, exact to rounding and much cheaper than ``cos``/``sin`` of every sample.
@@ -191,20 +204,29 @@ def fundamental_basis(out: np.ndarray, window: Window, fs_hz: float) -> None:
         See :func:`basis_grid`; typically a reshaped view of two rows of the basis matrix.
     window : Window
     fs_hz : float
+    start : int, optional
+        Buffer column of ``out[:, 0, 0]``; ``window.first`` by default.
     """
     if not out.flags.c_contiguous:
         raise ValueError("out must be C-contiguous")
     _, rows, block = out.shape
     omega = 2.0 * np.pi * window.frequency_hz / fs_hz
-    angles = np.arange(rows + block, dtype=np.float64)
-    angles[:rows] *= omega * block
-    angles[:rows] += omega * (window.first - window.start_t)
-    angles[rows:] -= rows
-    angles[rows:] *= omega
-    z = np.exp(1j * angles)
-    left = np.empty((2, rows, 2))
-    left[0, :, 0] = left[1, :, 1] = z.real[:rows]
-    left[1, :, 0] = z.imag[:rows]
-    left[0, :, 1] = -z.imag[:rows]
-    right = np.array((z.real[rows:], z.imag[rows:]))
-    np.matmul(left.reshape(2 * rows, 2), right, out=out.reshape(2 * rows, block))
+    angles = _grid(rows, block) * omega  # a_r = w r block, then b_s = w s
+    angles[:rows] += omega * ((window.first if start is None else start) - window.start_t)
+    # cos(x + pi/2) = -sin x: one cos call per table. left[0, r] = (cos a_r, -sin a_r),
+    # left[1, r] = (sin a_r, cos a_r); right = (cos b_s, sin b_s).
+    left = np.cos(angles[None, :rows, None] + _LEFT_SHIFT)
+    right = np.cos(angles[rows:] + _RIGHT_SHIFT)
+    np.matmul(left, right, out=out)
+
+
+_LEFT_SHIFT = np.array(((0.0, np.pi / 2), (-np.pi / 2, 0.0)))[:, None, :]
+_RIGHT_SHIFT = np.array(((0.0,), (-np.pi / 2,)))
+
+
+@lru_cache(maxsize=64)
+def _grid(rows: int, block: int) -> np.ndarray:
+    """``[0, block, .., (rows - 1) block, 0, 1, .., block - 1]`` as floats (read-only)."""
+    grid = np.concatenate((np.arange(rows) * float(block), np.arange(block, dtype=np.float64)))
+    grid.flags.writeable = False
+    return grid

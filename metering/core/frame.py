@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from operator import attrgetter
+from functools import lru_cache
+from itertools import repeat
+from operator import attrgetter, is_, itemgetter
 from typing import Any
 
 import numpy as np
@@ -42,9 +44,15 @@ SECONDS_PER_HOUR = 3600.0
 _GEMM_CHUNK_MNK = 1_000_000
 
 _KIND_ROW = {kind: row for row, kind in enumerate(KINDS)}
-_NO_VOLTAGE = np.array([np.nan])
 _DTYPE = attrgetter("dtype")
 _FLOAT32 = np.dtype(np.float32)
+_FAST_DTYPES = (np.dtype(np.float64), _FLOAT32)
+_NDARRAY = {np.ndarray}
+_NDIM = attrgetter("ndim")
+_ONE = {1}
+_STRIDES = itemgetter("strides")
+_BASE = attrgetter("base")
+_INTERFACE = attrgetter("__array_interface__")
 
 
 def compute_frame(
@@ -130,124 +138,210 @@ def compute_frame(
     except (KeyError, TypeError):
         _raise_missing(voltages, currents, plan)
         raise
-    n_new, dtype = _check_rows(v_rows, i_rows, plan)
-    nv = len(v_rows)
-    nc = len(i_rows)
-    n_carry = 0
+    blocks = _fast_blocks(v_rows, i_rows)
+    if blocks is None:  # lists, other dtypes, bad input: checked one by one, converted once
+        n_new, dtype = _check_rows(v_rows, i_rows, plan)
+        if carry is not None:
+            _check_carry(carry, plan, fs)
+        v_block = _as_block(v_rows, plan.voltage_keys, "voltage", n_new, dtype)
+        i_block = _as_block(i_rows, plan.ct_ids, "current", n_new, dtype)
+    else:
+        v_block, i_block = blocks
+        if carry is not None:
+            _check_carry(carry, plan, fs)
+    return _compute(v_block, i_block, fs, config, plan, carry)
+
+
+def compute_block(
+    voltage_block: np.ndarray,
+    voltage_keys: Sequence[str],
+    current_block: np.ndarray,
+    ct_ids: Sequence[str],
+    fs_hz: float,
+    config: MeterConfig,
+    carry: Carry | None = None,
+) -> FrameResult:
+    """:func:`compute_frame` for samples that are already ``(channels, samples)`` blocks.
+
+    Parameters
+    ----------
+    voltage_block : ndarray, shape (n_voltages, n)
+        One row per name of ``voltage_keys``.
+    voltage_keys : sequence of str
+        Names of the rows of ``voltage_block``, e.g. ``("L1", "L2", "L3")``.
+    current_block : ndarray, shape (n_cts, n)
+        One row per CT id of ``ct_ids``.
+    ct_ids : sequence of str
+        Names of the rows of ``current_block``; CTs the configuration does not have are
+        ignored.
+    fs_hz, config, carry
+        As for :func:`compute_frame`.
+
+    Returns
+    -------
+    FrameResult
+
+    Raises
+    ------
+    ValueError
+        As :func:`compute_frame`, and when a block has another number of rows than names.
+
+    Notes
+    -----
+    When the configuration's voltages and CTs are consecutive rows of the blocks, in the
+    configuration's order, the blocks are used as they are (no copy); otherwise the rows are
+    taken by name and everything goes through :func:`compute_frame`.
+    """
+    plan = _plan(config)
+    fs = _check_fs(fs_hz)
+    v_block = _rows_by_name(voltage_block, voltage_keys, plan.voltage_keys)
+    i_block = _rows_by_name(current_block, ct_ids, plan.ct_ids)
+    if v_block is None or i_block is None or not _fast_pair(v_block, i_block):
+        voltages = _named_rows(voltage_block, voltage_keys, "voltage")
+        currents = _named_rows(current_block, ct_ids, "current")
+        return compute_frame(voltages, currents, fs_hz, config, carry)
     if carry is not None:
         _check_carry(carry, plan, fs)
-        n_carry = carry.n_samples
-        dtype = np.result_type(dtype, carry.currents.dtype, carry.voltages.dtype)
-    # The carry's samples come first; they stay in their own arrays (joining them to the frame
-    # would cost another pass over all currents) and every sum runs over both parts.
-    vs = _Split(carry.voltages if n_carry else None, _as_block(v_rows, plan.voltage_keys, "voltage", n_new, dtype))
+    return _compute(v_block, i_block, fs, config, plan, carry)
+
+
+def _compute(
+    v_source: np.ndarray | list[np.ndarray],
+    i_source: np.ndarray | list[np.ndarray],
+    fs: float,
+    config: MeterConfig,
+    plan: MeterPlan,
+    carry: Carry | None,
+) -> FrameResult:
+    """The frame's results from validated samples in the plan's row order.
+
+    Each source is a ``(channels, n)`` array of float64 or float32 with ``n > 0``, or the
+    list of its rows (1-D arrays of one such dtype and length): the voltages are copied into
+    the basis, the currents into one block just before they are streamed. Arrays may be
+    views of the caller's and are only read.
+
+    Once the currents have streamed through the caches, each kind of small numpy call costs a
+    few times more (its code and data come back from memory). So everything that does not
+    need the whole currents is done before, and only a few calls on per-CT numbers after.
+    """
+    nv = len(v_source)
+    dtype = v_source[0].dtype
+    m = 0 if carry is None else carry.n_samples
+    head_v = head_i = None
+    if m:
+        # The carried samples come first. They stay in their own small arrays: joining them to
+        # the frame would cost another pass over all the currents.
+        head_v, head_i = carry.voltages, carry.currents
+        dtype = np.result_type(dtype, head_v.dtype, head_i.dtype)
+    n = m + v_source[0].shape[0]
 
     # Bad samples (NaN, inf, huge) must end in a ValueError naming the channel, not in
-    # floating-point warnings on the way: _check_finite raises once the sums are known.
+    # floating-point warnings on the way: the checks below raise once the sums are known.
     with np.errstate(all="ignore"):
-        window = _find_window(vs, fs, plan)
-        first, last = window.first, window.last
-        w_first, w_last = window.w_first, window.w_last
-        length = window.length
-        width = last - first + 1
-
-        # Basis rows over the window: the measured voltages, cos, sin, 1. The end columns carry the
-        # end samples' weights, so every product with the basis is a weighted window sum:
-        # sums_v[r] and sums_i[c] = sum over the window of w * x * [v_1 .. v_nv, cos, sin, 1].
-        rows, block = basis_grid(width)
-        basis_full = np.empty((nv + 3, rows * block), dtype)
-        fundamental_basis(basis_full[nv : nv + 2].reshape(2, rows, block), window, fs)
-        basis = basis_full[:, :width]
-        for part, offset in vs.parts(first, last):
-            basis[:nv, offset : offset + part.shape[1]] = part
+        # The basis over the whole buffer: rows v_1 .. v_nv (carry, then frame), cos and sin
+        # of the fundamental at the measured frequency, ones. The window comes from its rows.
+        grid_rows, grid_block = basis_grid(n)
+        basis = np.empty((nv + 3, grid_rows * grid_block), dtype)
+        if m:
+            basis[:nv, :m] = head_v
+        v_block = basis[:nv, m:n]
+        for row, samples in zip(v_block, v_source):
+            row[...] = samples
+        window = _find_window(basis[:nv, :n], fs, plan, v_block)
+        first, last, cut = window.first, window.last, window.carry_from
+        fundamental_basis(basis[nv : nv + 2].reshape(2, grid_rows, grid_block), window, fs, start=0)
         basis[nv + 2] = 1.0
-        basis[:, 0] *= w_first
-        basis[:, -1] *= w_last
-        # The currents last: converting them streams all the frame's bytes through the caches.
-        i_new = _as_block(i_rows, plan.ct_ids, "current", n_new, dtype)
-        cs = _Split(carry.currents if n_carry else None, i_new)
-        sums_v = sums_i = sq_i = None
-        for (v_part, offset), (i_part, _) in zip(vs.parts(first, last), cs.parts(first, last)):
-            basis_part = basis[:, offset : offset + i_part.shape[1]]
-            part_v = v_part @ basis_part.T
-            part_i = _products(i_part, basis_part)
-            part_sq = np.vecdot(i_part, i_part)
-            if sums_v is None:
-                sums_v, sums_i, sq_i = part_v, part_i, part_sq
-            else:
-                sums_v += part_v
-                sums_i += part_i
-                sq_i += part_sq
 
-        # The consumed samples are [0, cut). Against the window they add the columns [0, first)
-        # and 1 - w_first of column first, and lack the columns [cut, last) and w_last of column
-        # last: a fraction of a cycle at each end.
-        cut = window.carry_from
-        # The columns after the window weigh 0 here: they only let a NaN there show in edge_vi.
-        i_edge = np.concatenate((cs.columns(0, first), cs.columns(cut, cs.n - 1)), axis=1)
-        v_edge = np.concatenate((vs.columns(0, first), vs.columns(cut, vs.n - 1)), axis=1)
-        weights = np.empty(v_edge.shape[1], dtype)
-        weights[:first] = 1.0
-        weights[first] = 1.0 - w_first
-        end = first + 1 + last - cut  # column of `last` in the edge block
-        weights[first + 1 : end] = -1.0
-        weights[end] = -w_last
-        weights[end + 1 :] = 0.0
-        edge_vi = i_edge @ (v_edge * weights).T  # consumed minus window sums of i * v_r
-        # sq_i: the vecdot weighed the end columns 1 instead of w_first and w_last.
-        i_ends = i_edge[:, first : end + 1 : end - first]  # columns first and last
-        sq_i -= (i_ends * i_ends) @ np.array((1.0 - w_first, 1.0 - w_last), dtype)
-        _check_finite(vs, sums_v, sq_i, edge_vi, plan, cs)
-    if dtype != np.float64:
-        sums_v, sums_i, sq_i, edge_vi = (x.astype(np.float64) for x in (sums_v, sums_i, sq_i, edge_vi))
+        # The core, columns [lo, cut) of the frame, is inside the window and consumed: weight 1
+        # for both. The edges are the other columns: [0, lo) (carry, lead-in, the window's
+        # first sample), then [cut, n) (the window's end, then the samples carried on). Their
+        # basis has rows v consumed (1 before cut), then v, cos, sin, 1 with the window's
+        # weights; columns after the window weigh 0, so a NaN there still shows in a sum.
+        lo = min(max(first + 1, m), cut)
+        core = basis[:, lo:cut] if lo >= m else basis[:, :0]
+        edge = np.concatenate((basis[:, :lo], basis[:, cut:n]), axis=1)  # (nv + 3, n_edge)
+        weights = np.array(
+            ((1.0, 1.0, 1.0, 0.0, 0.0, 0.0), (0.0, window.w_first, 1.0, 1.0, window.w_last, 0.0)), dtype
+        ).repeat((first, 1, lo - first - 1, last - cut, 1, n - last - 1), axis=1)  # rows: consumed, window
+        edge_basis = np.concatenate((edge[:nv] * weights[0], edge * weights[1]))  # (2 nv + 3, n_edge)
+        sums_v = edge[:nv] @ edge_basis[nv:].T + core[:nv] @ core.T  # window sums of v [v, cos, sin, 1]
+        if dtype != np.float64:
+            sums_v = sums_v.astype(np.float64)
 
-    # Every voltage combination q (references, line-to-line pairs) from the sums with the
-    # measured voltages: combo_sums[q] = sum w v_q [v_1 .. v_nv, cos, sin, 1].
-    # Phasors need no DC correction: over the window the weighted cos and sin rows sum to
-    # under 1e-6 of W/2 (and stay orthogonal to that), so an offset of a few % of the peak
-    # moves a phasor by under 1e-7.
-    inv = 1.0 / length
-    combo_sums = plan.combos @ sums_v
-    combo_mean = combo_sums[:, nv + 2] * inv
-    combo_ms = np.vecdot(combo_sums[:, :nv], plan.combos) * inv - combo_mean * combo_mean
-    combo_rms = np.concatenate((np.sqrt(np.maximum(combo_ms, 0.0)), _NO_VOLTAGE))  # [-1]: none
+        # Voltages: sum w (v_a - <v_a>)(v_b - <v_b>) of the measured channels, then the mean
+        # square of every combination q (references, line-to-line pairs) as the quadratic form
+        # of its coefficients c_q: one product with the rows c_q (x) c_q. The last row is NaN:
+        # the value of "no such voltage".
+        inv = 1.0 / window.length
+        cov = sums_v[:, :nv] - np.multiply.outer(sums_v[:, nv + 2] * inv, sums_v[:, nv + 2])
+        combo_ms = plan.combo_forms @ cov.ravel()
+        if not math.isfinite(np.add.reduce(combo_ms[:-1])):
+            _raise_not_finite(v_block, plan.voltage_keys, "voltage")
+        combo_rms = np.sqrt(np.maximum(combo_ms * inv, 0.0))
+        v_ln, v_ll, v_ref = combo_rms[plan.voltage_index]
 
-    # Currents against their references: P = <v i> - <v><i>, Q1 from the phasors.
-    ref_sums = combo_sums[plan.ref_index]  # (nc, nv + 3)
-    vi = np.vecdot(sums_i[:, :nv], plan.ref_coef)
-    mean_i = sums_i[:, nv + 2] * inv
-    ref_mean = ref_sums[:, nv + 2] * inv
-    p = (vi * inv - ref_mean * mean_i) * plan.sign
-    q = (ref_sums[:, nv] * sums_i[:, nv + 1] - ref_sums[:, nv + 1] * sums_i[:, nv]) * (plan.sign * (2.0 * inv * inv))
-    i_rms = np.sqrt(np.maximum(sq_i * inv - mean_i * mean_i, 0.0))
-    s = combo_rms[plan.ref_index] * i_rms
-    energy_wh = (vi + np.vecdot(edge_vi, plan.ref_coef) - cut * ref_mean * mean_i) * (
-        plan.sign * (1.0 / (fs * SECONDS_PER_HOUR))
-    )
-    if nc and np.minimum.reduce(s) > 0.0:
-        pf = p / s
-    else:  # no current (or no voltage): everything 0, without dividing by 0
-        live = s > 0.0
-        p, q, energy_wh = p * live, q * live, energy_wh * live
-        pf = p / np.where(live, s, 1.0)
+        # Per CT, P, Q1 and E are bilinear in the CT's sums and its reference's:
+        # P = <v i> - <v><i>, Q1 = 2/W^2 (R_c I_s - R_s I_c), E = (sum_consumed v i - cut <v><i>)
+        # / fs / 3600, signed. pqe[ct, j] holds what multiplies the CT's sum j in each of them
+        # (edge sums: consumed i v_1 .. i v_nv, window i v_1 .. i v_nv, i cos, i sin, i);
+        # pqe_core the same for the core's sums (i v_1 .. i v_nv, i cos, i sin, i).
+        ref = plan.signed_ref_coef @ np.concatenate((_pair_eye(nv), sums_v[:, _swap(nv)]), axis=1)
+        k = 1.0 / (fs * SECONDS_PER_HOUR)
+        pqe = ref[:, :, None] * (_bilinear(nv) @ (k, inv, 2.0 * inv * inv, -inv * inv, -cut * inv * inv * k))
+        pqe_core = _fold(nv) @ pqe
 
-    per_ct = np.array((p, q, s, energy_wh))  # (4, nc)
-    per_load = per_ct @ plan.load_matrix.T  # (4, n_loads)
-    by_kind = (per_load[::3] @ plan.kind_matrix.T).T.tolist()  # per kind: [P, E]
-    energies = np.concatenate((per_ct[3], per_load[3]))
+        # The streaming part, all the frame's bytes once: the currents' one conversion (if
+        # they are not a block yet), their product with the core's basis and their squares.
+        # The edges first: with a block given, they are still done before the stream.
+        i_block = i_source if isinstance(i_source, np.ndarray) else np.array(i_source, dtype)
+        i_edge = _edge_columns(head_i, i_block, lo, cut)
+        sums_edge = i_edge @ edge_basis.T  # (nc, 2 nv + 3)
+        if dtype != np.float64:
+            sums_edge = sums_edge.astype(np.float64)
+        pqe_edge = np.matmul(sums_edge[:, None, :], pqe)
+        sq_edge = np.vecdot(i_edge, i_edge * weights[1])
+        i_core = i_block[:, lo - m : cut - m] if lo >= m else i_block[:, :0]
+        core_i = _products(i_core, core)  # (nc, nv + 3)
+        sq_i = np.vecdot(i_core, i_core)
+
+        nc = sq_i.shape[0]
+        per_ct = np.empty((4, nc))  # P, Q, E, S
+        pqe_t = per_ct[:3].T[:, None, :]
+        np.matmul(core_i[:, None, :], pqe_core, out=pqe_t)
+        pqe_t += pqe_edge
+        sq_i += sq_edge
+        sum_i = core_i[:, nv + 2] + sums_edge[:, 2 * nv + 2]
+        i_rms = np.sqrt(np.maximum(sq_i * window.length - sum_i * sum_i, 0.0)) * inv
+        p, q, energy_wh, s = per_ct
+        np.multiply(v_ref, i_rms, out=s)
+        # Every sample enters a sum with a non-zero weight or a product with a 0 weight: a NaN
+        # or an infinity shows in the voltages' mean squares (above) or in a CT's values.
+        if not math.isfinite(np.add.reduce(per_ct, axis=None)):
+            _raise_not_finite(i_block, plan.ct_ids, "current")
+        if nc and np.minimum.reduce(s) > 0.0:
+            pf = p / s
+        else:  # no current (or no voltage): everything 0, without dividing by 0
+            live = s > 0.0
+            per_ct[:3] *= live
+            pf = p / np.where(live, s, 1.0)
+
+    flows = per_ct @ plan.flow_matrix  # (4, n_loads + len(KINDS)): per load, then per kind
+    n_loads = len(plan.load_names)
+    per_load = flows[:, :n_loads]
+    energies = np.concatenate((energy_wh, per_load[2]))
     imports = np.maximum(energies, 0.0)
-    exports = np.maximum(-energies, 0.0) + 0.0  # + 0.0: no -0.0
+    exports = imports - energies  # max(-E, 0), never -0.0
     combo_list = combo_rms.tolist()
     return FrameResult(
         frequency_hz=window.frequency_hz,
-        window_s=length / fs,
+        window_s=window.length / fs,
         n_cycles=window.n_cycles,
         energy_s=cut / fs,
         v_ln_v={label: combo_list[row] for label, row in plan.ln_summary},
         v_ll_v={label: combo_list[row] for label, row in plan.ll_summary},
         ct=CtArrays(
-            v_ln_v=combo_rms[plan.ln_index],
-            v_ll_v=combo_rms[plan.ll_index],
+            v_ln_v=v_ln,
+            v_ll_v=v_ll,
             i_a=i_rms,
             p_w=p,
             q_var=q,
@@ -259,14 +353,62 @@ def compute_frame(
         load=LoadArrays(
             p_w=per_load[0],
             q_var=per_load[1],
-            s_va=per_load[2],
+            s_va=per_load[3],
             energy_import_wh=imports[nc:],
             energy_export_wh=exports[nc:],
         ),
-        totals=_totals(by_kind, plan.has_consumption),
-        carry=Carry(fs, plan.voltage_keys, plan.ct_ids, vs.tail(cut), cs.tail(cut)),
+        totals=_totals(flows[:3:2, n_loads:].T.tolist(), plan.has_consumption),
+        carry=Carry(fs, plan.voltage_keys, plan.ct_ids, edge[:nv, lo:], i_edge[:, lo:]),
         config=config,
     )
+
+
+@lru_cache(maxsize=8)
+def _fold(nv: int) -> np.ndarray:
+    """``F`` with ``core_sums @ F`` the core's sums in the layout of the edge sums.
+
+    The core's columns are ``i v_1 .. i v_nv, i cos, i sin, i``; the edges' are consumed
+    ``i v``, window ``i v``, ``i cos, i sin, i``: in the core both weights are 1.
+    ``F @ pqe`` then gives the coefficients of the core's sums.
+    """
+    fold = np.zeros((nv + 3, 2 * nv + 3))
+    fold[:nv, :nv] = fold[:nv, nv : 2 * nv] = np.eye(nv)
+    fold[nv:, 2 * nv :] = np.eye(3)
+    return _frozen(fold)
+
+
+@lru_cache(maxsize=8)
+def _swap(nv: int) -> np.ndarray:
+    """Columns ``sin, cos, 1`` of a voltage's sums ``[v, cos, sin, 1]``."""
+    return _frozen(np.array((nv + 1, nv, nv + 2)))
+
+
+@lru_cache(maxsize=8)
+def _pair_eye(nv: int) -> np.ndarray:
+    """``[I | I]``: a reference's coefficients against both voltage parts of ``sums_i``."""
+    return _frozen(np.concatenate((np.eye(nv), np.eye(nv)), axis=1))
+
+
+@lru_cache(maxsize=8)
+def _bilinear(nv: int) -> np.ndarray:
+    """``Z`` with ``Z @ (k, 1/W, 2/W^2, -1/W^2, -cut k/W^2)`` the coefficients of P, Q, E.
+
+    Rows are the columns of ``sums_i * ref``: nv consumed ``i v_ref``, nv window ``i v_ref``,
+    ``I_c R_s``, ``I_s R_c``, ``I_1 R_1``; columns P, Q, E; ``k = 1 / (fs 3600)``.
+    """
+    z = np.zeros((2 * nv + 3, 3, 5))
+    z[:nv, 2, 0] = 1.0  # E: k sum_consumed v i
+    z[nv : 2 * nv, 0, 1] = 1.0  # P: <v i>
+    z[2 * nv, 1, 3] = 2.0  # Q: -2/W^2 I_c R_s  (2 * -1/W^2)
+    z[2 * nv + 1, 1, 2] = 1.0  # Q: +2/W^2 I_s R_c
+    z[2 * nv + 2, 0, 3] = 1.0  # P: -<v><i>
+    z[2 * nv + 2, 2, 4] = 1.0  # E: -cut k <v><i>
+    return _frozen(z)
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    a.flags.writeable = False
+    return a
 
 
 def flow_totals(power_w: Mapping[str, float], kinds: Mapping[str, str]) -> dict[str, float]:
@@ -337,62 +479,13 @@ def _totals(by_kind: list[list[float]], has_consumption: bool) -> Totals:
     )
 
 
-class _Split:
-    """Columns of a virtual block ``[head | new]``: the carried samples, then the frame's."""
-
-    __slots__ = ("head", "new", "m")
-
-    def __init__(self, head: np.ndarray | None, new: np.ndarray) -> None:
-        self.head = head
-        self.new = new
-        self.m = 0 if head is None else head.shape[1]
-
-    @property
-    def n(self) -> int:
-        return self.m + self.new.shape[1]
-
-    def parts(self, lo: int, hi: int) -> list[tuple[np.ndarray, int]]:
-        """Columns ``lo..hi`` (inclusive) as ``(view, offset)`` pairs, ``offset`` from ``lo``."""
-        m = self.m
-        if lo >= m:
-            return [(self.new[:, lo - m : hi + 1 - m], 0)]
-        if hi < m:
-            return [(self.head[:, lo : hi + 1], 0)]
-        return [(self.head[:, lo:], 0), (self.new[:, : hi + 1 - m], m - lo)]
-
-    def columns(self, lo: int, hi: int) -> np.ndarray:
-        """Columns ``lo..hi`` (inclusive) as one array (a view when they are in one part)."""
-        parts = self.parts(lo, hi)
-        return parts[0][0] if len(parts) == 1 else np.concatenate((parts[0][0], parts[1][0]), axis=1)
-
-    def row(self, r: int) -> np.ndarray:
-        """All the columns of row ``r``."""
-        return self.new[r] if self.head is None else np.concatenate((self.head[r], self.new[r]))
-
-    def tail(self, lo: int) -> np.ndarray:
-        """A copy of the columns from ``lo`` on."""
-        if lo >= self.m:
-            return self.new[:, lo - self.m :].copy()
-        return np.concatenate((self.head[:, lo:], self.new), axis=1)
-
-
-def _check_finite(
-    vs: _Split, sums_v: np.ndarray, sq_i: np.ndarray, edge_vi: np.ndarray, plan: MeterPlan, cs: _Split
-) -> None:
-    """Raise naming the channel if a sample of this frame is NaN or infinite.
-
-    A non-finite sample makes a sum it enters non-finite: the window's sums (``sums_v``
-    holds every voltage's sum of squares, ``sq_i`` every current's) and the products over the
-    columns outside the window (``edge_vi``). Only when a total is not finite are the
-    channels searched.
-    """
-    total = np.add.reduce(sums_v, axis=None) + np.add.reduce(sq_i) + np.add.reduce(edge_vi, axis=None)
-    if not cs.new.shape[0]:  # no CT: the voltage columns outside the window are in no product
-        total += np.add.reduce(vs.new, axis=None)
-    if math.isfinite(total):
-        return
-    _raise_not_finite(vs.new, plan.voltage_keys, "voltage")
-    _raise_not_finite(cs.new, plan.ct_ids, "current")
+def _edge_columns(head: np.ndarray | None, block: np.ndarray, lo: int, cut: int) -> np.ndarray:
+    """Columns ``[0, lo)`` and ``[cut, n)`` of the buffer ``[head | block]`` as one new array."""
+    m = 0 if head is None else head.shape[1]
+    if cut < m:  # the last edge is in the carry (a frame shorter than the carry): every new column is an edge
+        return np.concatenate((head[:, :lo], head[:, cut:], block), axis=1)
+    parts = (block[:, : lo - m], block[:, cut - m :])
+    return np.concatenate(parts if head is None else (head, *parts), axis=1)
 
 
 def _products(block: np.ndarray, basis: np.ndarray) -> np.ndarray:
@@ -409,16 +502,17 @@ def _products(block: np.ndarray, basis: np.ndarray) -> np.ndarray:
     return out
 
 
-def _find_window(vs: _Split, fs: float, plan: MeterPlan) -> Window:
-    """The whole-cycle window of the first voltage channel that has one."""
-    for row in range(vs.new.shape[0]):
-        window = find_window(vs.row(row), fs)
+def _find_window(rows: np.ndarray, fs: float, plan: MeterPlan, v_block: np.ndarray) -> Window:
+    """The whole-cycle window of the first voltage channel (a row of ``rows``) that has one."""
+    for row in rows:
+        window = find_window(row, fs)
         if window is not None:
             return window
-    _raise_not_finite(vs.new, plan.voltage_keys, "voltage")
+    _raise_not_finite(v_block, plan.voltage_keys, "voltage")
+    n = rows.shape[1]
     raise ValueError(
         f"no whole cycle: voltage {plan.voltage_keys[0]} has fewer than two rising zero crossings "
-        f"in {vs.n} samples ({vs.n / fs:.4g} s at {fs:g} Hz)"
+        f"in {n} samples ({n / fs:.4g} s at {fs:g} Hz)"
     )
 
 
@@ -468,6 +562,116 @@ def _length(x: Any, name: str) -> int:
         return len(x)
     except TypeError:
         raise ValueError(f"{name} must be an array of samples, got {type(x).__name__}") from None
+
+
+def _fast_blocks(v_rows: list[Any], i_rows: list[Any]) -> tuple[np.ndarray, np.ndarray | list[np.ndarray]] | None:
+    """The voltage block and the currents without checking row by row, or ``None``.
+
+    Only when every row is a non-empty one-dimensional ``ndarray`` of one length and one
+    dtype, float64 or float32: then each check of :func:`_check_rows` and :func:`_as_block`
+    passes by construction (lengths, dtype, dimensions), and finiteness is checked on the sums
+    as for any frame. Rows that are consecutive rows of one 2-D array are used as a view of
+    it (:func:`_consecutive_rows`). Otherwise the voltages are copied into a block, and the
+    currents are returned as their list of rows: :func:`_compute` converts them just before
+    it streams them.
+    """
+    rows = v_rows + i_rows
+    if set(map(type, rows)) != _NDARRAY or set(map(_NDIM, rows)) != _ONE:
+        return None
+    dtypes = set(map(_DTYPE, rows))
+    lengths = set(map(len, rows))
+    if len(dtypes) != 1 or len(lengths) != 1:
+        return None
+    ((dtype,), (n,)) = dtypes, lengths
+    if dtype not in _FAST_DTYPES or not n:
+        return None
+    v_block = _view_of(v_rows)
+    if not i_rows:
+        return v_rows if v_block is None else v_block, np.empty((0, n), dtype)
+    i_block = _view_of(i_rows)
+    return v_rows if v_block is None else v_block, i_rows if i_block is None else i_block
+
+
+def _view_of(rows: list[np.ndarray]) -> np.ndarray | None:
+    """Rows of one length and dtype as a ``(len(rows), n)`` view, or ``None``."""
+    return rows[0][None] if len(rows) == 1 else _consecutive_rows(rows)
+
+
+def _consecutive_rows(rows: list[np.ndarray]) -> np.ndarray | None:
+    """``base[r0 : r0 + len(rows), c0 : c0 + n]`` if that is exactly ``rows``, else ``None``.
+
+    ``rows`` are C-contiguous 1-D arrays of one dtype and length ``n``. They are the rows of
+    that view when they all have the same 2-D ``base`` (of that dtype) and their data start
+    one base row apart, in order, inside the base: a frame decoded into one block
+    (:mod:`metering.frames`) with its CTs in the configuration's order.
+    """
+    first = rows[0]
+    base = first.base
+    if (
+        type(base) is not np.ndarray
+        or base.ndim != 2
+        or base.dtype != first.dtype
+        or not all(map(is_, map(_BASE, rows), repeat(base)))
+    ):
+        return None
+    step, column = base.strides
+    if step <= 0 or column != first.itemsize:
+        return None
+    interfaces = list(map(_INTERFACE, rows))
+    if any(map(_STRIDES, interfaces)):  # None for C-contiguous rows
+        return None
+    pointers = [interface["data"][0] for interface in interfaces]
+    p0 = pointers[0]
+    k = len(rows)
+    if pointers != list(range(p0, p0 + k * step, step)):
+        return None
+    r0, offset = divmod(p0 - base.__array_interface__["data"][0], step)
+    c0, misaligned = divmod(offset, column)
+    n = first.shape[0]
+    if misaligned or r0 < 0 or r0 + k > base.shape[0] or c0 + n > base.shape[1]:
+        return None
+    return base[r0 : r0 + k, c0 : c0 + n]
+
+
+def _rows_by_name(block: Any, names: Sequence[str], wanted: tuple[str, ...]) -> np.ndarray | None:
+    """The rows ``wanted`` of a block whose rows are ``names``, as a view, or ``None``.
+
+    ``None`` unless ``block`` is a 2-D ndarray with a row per name and ``wanted`` are
+    consecutive names in that order.
+    """
+    if type(block) is not np.ndarray or block.ndim != 2 or block.shape[0] != len(names):
+        return None
+    names = tuple(names)
+    if names == wanted:
+        return block
+    if not wanted:
+        return block[:0]
+    try:
+        r0 = names.index(wanted[0])
+    except ValueError:
+        return None
+    return block[r0 : r0 + len(wanted)] if names[r0 : r0 + len(wanted)] == wanted else None
+
+
+def _fast_pair(v_block: np.ndarray, i_block: np.ndarray) -> bool:
+    """Whether two blocks can go to :func:`_compute` as they are (see :func:`_fast_blocks`)."""
+    return (
+        v_block.dtype in _FAST_DTYPES
+        and i_block.dtype == v_block.dtype
+        and v_block.shape[1] == i_block.shape[1] > 0
+        and v_block.shape[0] > 0
+    )
+
+
+def _named_rows(block: Any, names: Sequence[str], kind: str) -> dict[str, Any]:
+    """``{name: row}`` of a block, for :func:`compute_frame`."""
+    try:
+        rows = list(block)
+    except TypeError:
+        raise ValueError(f"{kind} block must be a 2-D array, got {type(block).__name__}") from None
+    if len(rows) != len(names):
+        raise ValueError(f"{kind} block has {len(rows)} rows for {len(names)} names")
+    return dict(zip(names, rows))
 
 
 def _check_rows(v_rows: list[Any], i_rows: list[Any], plan: MeterPlan) -> tuple[int, np.dtype]:
