@@ -33,6 +33,18 @@ tens of ms apart, so a strict 1.000 s would drop every other frame. With several
 processes, each coalesces its own frames (a location's gateway talks to one process at a time).
 
 Pushes never fail ingest: a card that cannot be rendered is logged and skipped.
+
+The installer's page (:mod:`dashboard.validate`) has its own socket and groups, so the
+dashboard's sockets never carry its cards (the htmx ws extension would look for their ids on
+every dashboard and report ``htmx:oobErrorNoTarget``) and its cards may differ by role:
+
+- *Validation* (``card-validation``, with the fix buttons for installers and staff, without for
+  the owner) and *Troubleshooting* (``card-troubleshooting``): rendered once per location and
+  variant, sent to ``validate.<pk>.fix`` and ``validate.<pk>.read`` in one message each. After
+  a newest frame, coalesced like the live cards, and only while someone has the page open (its
+  socket marks the location as watched in the cache, see :func:`mark_watched`); at once after a
+  fix and after a gateway, data-gap or diagnosis event. The buttons of a pushed card carry no
+  CSRF field (there is no request): the page sends the token as an ``hx-headers`` header.
 """
 
 from __future__ import annotations
@@ -43,18 +55,27 @@ import time
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.core.cache import cache
 from django.db import transaction
 from django.db.models.signals import post_save
 from django.template.loader import render_to_string
 
 from dashboard import cards
 from devices.models import Event, Location
+from metering import live
 
 log = logging.getLogger(__name__)
 
 LIVE_EVERY_S = 1.0
 ARRIVAL_JITTER_S = 0.1
 EVENTS_EVERY_S = 5.0
+# An open validate page marks its location as watched for this long, renewed every WATCH_RENEW_S.
+WATCH_TTL_S = 60.0
+WATCH_RENEW_S = 20.0
+# Events that change the troubleshooting card.
+VALIDATE_EVENT_KINDS = frozenset(
+    {Event.GATEWAY_OFFLINE, Event.GATEWAY_ONLINE, Event.DATA_GAP, Event.DIAGNOSIS, Event.CONFIGURATION}
+)
 
 _lock = threading.Lock()
 _last_push: dict[tuple[int, str], float] = {}  # (location pk, card) -> monotonic time of the last push
@@ -63,6 +84,24 @@ _last_event: dict[int, int | None] = {}  # location pk -> newest event id pushed
 
 def group_name(location_id: int) -> str:
     return f"location.{location_id}"
+
+
+def validate_group(location_id: int, can_fix: bool) -> str:
+    """The installer's page of a location: with the fix buttons (``fix``) or read-only (``read``)."""
+    return f"validate.{location_id}.{'fix' if can_fix else 'read'}"
+
+
+def _watch_key(location_id: int) -> str:
+    return f"validate:watched:{location_id}"
+
+
+def mark_watched(location_id: int) -> None:
+    """Someone has the validate page of the location open (renewed by its socket)."""
+    cache.set(_watch_key(location_id), True, timeout=WATCH_TTL_S)
+
+
+def watched(location_id: int) -> bool:
+    return bool(cache.get(_watch_key(location_id)))
 
 
 def reset() -> None:
@@ -91,6 +130,14 @@ def send(location_id: int, html: str) -> None:
     async_to_sync(layer.group_send)(group_name(location_id), {"type": "card.update", "html": html})
 
 
+def send_group(group: str, html: str) -> None:
+    """Send rendered HTML to one group (the validate page's variants)."""
+    layer = get_channel_layer()
+    if layer is None or not html.strip():
+        return
+    async_to_sync(layer.group_send)(group, {"type": "card.update", "html": html})
+
+
 # ----------------------------------------------------------------------------- renderers
 
 
@@ -115,6 +162,24 @@ def render_relay_states(location: Location) -> str:
         render_to_string("dashboard/_card_relays.html#relay-state", {"location": location, "row": row})
         for row in cards.relay_rows(location)
     )
+
+
+def render_validate_cards(location: Location, values: dict | None) -> dict[bool, str]:
+    """The validation and troubleshooting cards, one message per variant: ``{can_fix: html}``.
+
+    The context is built once; only the fix buttons differ between the variants.
+    """
+    now = time.time()
+    context = cards.validation_context(location, values, now)
+    troubleshooting = render_to_string(
+        cards.VALIDATE_TEMPLATES["card-troubleshooting"], cards.troubleshooting_context(location, values, now)
+    )
+    return {
+        can_fix: render_to_string(cards.VALIDATE_TEMPLATES["card-validation"], {**context, "can_fix": can_fix})
+        + "\n"
+        + troubleshooting
+        for can_fix in (True, False)
+    }
 
 
 # ----------------------------------------------------------------------------- pushes
@@ -159,6 +224,26 @@ def push_relays(location_id: int) -> None:
     push_events(location_id, at_once=True)
 
 
+def push_validate(
+    location_id: int, values: dict | None = None, now: float | None = None, at_once: bool = False
+) -> bool:
+    """Push the validate page's cards to its open pages. After a frame: at most once a second and
+    only while a page is open; ``at_once`` (a fix, an event): now. True when pushed."""
+    now = time.monotonic() if now is None else now
+    if not at_once and not _due(location_id, "validate", LIVE_EVERY_S - ARRIVAL_JITTER_S, now):
+        return False
+    if not watched(location_id):
+        return False
+    location = Location.objects.filter(pk=location_id).first()
+    if location is None:
+        return False
+    if values is None:
+        values = live.latest(location_id)
+    for can_fix, html in render_validate_cards(location, values).items():
+        send_group(validate_group(location_id, can_fix), html)
+    return True
+
+
 # ----------------------------------------------------------------------------- receivers
 
 
@@ -168,6 +253,10 @@ def on_live_values_updated(sender: int, values: dict, **kwargs) -> None:
         push_events(sender)
     except Exception:  # a card must never break ingest
         log.exception("could not push the live cards of location %s", sender)
+    try:
+        push_validate(sender, values)
+    except Exception:
+        log.exception("could not push the validation cards of location %s", sender)
 
 
 def on_relay_changed(sender: int, relay=None, **kwargs) -> None:
@@ -190,6 +279,20 @@ def on_event_saved(sender, instance: Event, created: bool, **kwargs) -> None:
     transaction.on_commit(push)
 
 
+def on_event_saved_validate(sender, instance: Event, created: bool, **kwargs) -> None:
+    """Gateway, data-gap, diagnosis and configuration events change the validate page at once."""
+    if not created or instance.kind not in VALIDATE_EVENT_KINDS:
+        return
+
+    def push() -> None:
+        try:
+            push_validate(instance.location_id, at_once=True)
+        except Exception:
+            log.exception("could not push the validation cards of location %s", instance.location_id)
+
+    transaction.on_commit(push)
+
+
 def connect_signals() -> None:
     from metering.commands import relay_changed
     from metering.live import live_values_updated
@@ -197,3 +300,4 @@ def connect_signals() -> None:
     live_values_updated.connect(on_live_values_updated, dispatch_uid="dashboard.broadcast.live")
     relay_changed.connect(on_relay_changed, dispatch_uid="dashboard.broadcast.relay")
     post_save.connect(on_event_saved, sender=Event, dispatch_uid="dashboard.broadcast.event")
+    post_save.connect(on_event_saved_validate, sender=Event, dispatch_uid="dashboard.broadcast.event-validate")

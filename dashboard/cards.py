@@ -12,6 +12,7 @@ import time
 from datetime import date, datetime, timedelta
 from datetime import time as dt_time
 
+from django.core.cache import cache
 from django.core.paginator import Paginator
 from django.db.models import ExpressionWrapper, F, FloatField, Min, Sum
 from django.http import QueryDict
@@ -19,8 +20,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from dashboard import usage
-from devices.models import DigitalInput, Event, Location, Relay
+from devices.models import DigitalInput, Event, LoadCt, Location, Relay
 from metering.commands import PENDING_FOR, TIMED_MINUTES
+from metering.ingest import OFFLINE_AFTER_S
 from metering.models import InputCount, LocationEnergy, RelayCommand
 
 # A card whose data is older than this says so ("no data for 42 s").
@@ -33,6 +35,11 @@ TEMPLATES = {
     "card-relays": "dashboard/_card_relays.html",
     "card-usage": "dashboard/_card_usage.html",
     "card-events": "dashboard/_card_events.html",
+}
+# The cards of the installer's page (dashboard.validate).
+VALIDATE_TEMPLATES = {
+    "card-validation": "dashboard/_card_validation.html",
+    "card-troubleshooting": "dashboard/validate_troubleshooting.html",
 }
 
 EVENT_ICONS = {
@@ -292,3 +299,245 @@ def events_context(location: Location, kind: str = "", page: int | str = 1, para
 
 def newest_event_id(location_id: int) -> int | None:
     return Event.objects.filter(location_id=location_id).order_by("-pk").values_list("pk", flat=True).first()
+
+
+# ----------------------------------------------------------------------------- validation (installer's page)
+
+# Per-CT verdicts (SPEC 5.3 ``validation``) and how the card names them: label, tone.
+CT_VERDICTS = {
+    "ok": ("✓ ok", "ok"),
+    "phase": ("wrong phase", "bad"),
+    "reversed": ("reversed", "bad"),
+    "no_current": ("no current", "warn"),
+    "low_current": ("too little current to judge", "muted"),
+    "inconsistent": ("inconsistent", "warn"),
+}
+# Findings about the whole location (``ct`` is "" or, for Kirchhoff, the grid CT of the phase).
+LOCATION_VERDICTS = {
+    "no_voltage": ("Dead voltage input", "bad"),
+    "sequence": ("Phase sequence", "bad"),
+    "kirchhoff": ("Sub-meters exceed the grid (Kirchhoff)", "warn"),
+}
+# How long the restart of a check is remembered (a newer frame normally arrives within a second).
+RESTART_MEMORY_S = 120
+# Data gaps this recent are worth a line in the troubleshooting card.
+RECENT_GAPS = timedelta(hours=24)
+
+
+def _restart_key(location_id: int) -> str:
+    return f"validate:restarted:{location_id}"
+
+
+def mark_validation_restarted(location_id: int, values: dict | None) -> None:
+    """Remember that the check of this location starts afresh (a fix was applied, a clamp turned).
+
+    The live values already stored (``values``) still carry the old observation's verdicts:
+    until a newer frame than theirs is published, :func:`validation_context` shows "the check
+    starts again" instead of them. Frame times are compared with frame times, so the gateway's
+    clock does not matter.
+    """
+    if values and values.get("t") is not None:
+        cache.set(_restart_key(location_id), float(values["t"]), timeout=RESTART_MEMORY_S)
+
+
+def restarting(location_id: int, values: dict | None) -> bool:
+    """True while ``values`` are from before the last restart of the check."""
+    restarted_at = validation_restarted_at(location_id)
+    return bool(values) and restarted_at is not None and (values.get("t") or 0.0) <= restarted_at
+
+
+def validation_restarted_at(location_id: int) -> float | None:
+    return cache.get(_restart_key(location_id))
+
+
+def _ct_fixes(load_ct: LoadCt, verdict: dict | None) -> list[dict]:
+    """The one-click fixes for a CT's verdict: what the form posts and what its button says.
+
+    ``phase`` with a suggested phase: configure that phase (and flip *reversed* when the check
+    says the clamp is also turned). ``reversed``: the manual prefers turning the clamp, so
+    "I turned the clamp" (just restart the check) comes first, then flipping *reversed*.
+    """
+    if verdict is None:
+        return []
+    common = {
+        "ct": load_ct.ct_input.ref,
+        "kind": verdict["kind"],
+        "from_phase": load_ct.phase,
+        "from_reversed": load_ct.reversed,
+    }
+    if verdict["kind"] == "phase" and verdict.get("suggest"):
+        flip = bool(verdict.get("suggest_reversed"))
+        label = f"Move to {verdict['suggest']}"
+        if flip:
+            label += " and clear “reversed”" if load_ct.reversed else " and set “reversed”"
+        return [
+            {**common, "action": "phase", "phase": verdict["suggest"], "flip": flip, "label": label, "primary": True}
+        ]
+    if verdict["kind"] == "reversed":
+        return [
+            {**common, "action": "turned", "phase": "", "flip": False, "label": "I turned the clamp", "primary": True},
+            {
+                **common,
+                "action": "reverse",
+                "phase": "",
+                "flip": True,
+                "label": "Clear “reversed” in the configuration"
+                if load_ct.reversed
+                else "Set “reversed” in the configuration",
+                "primary": False,
+            },
+        ]
+    return []
+
+
+def _is_stale(verdict: dict, load_ct: LoadCt | None) -> bool:
+    """A phase suggestion the configuration already follows: measured before the last change."""
+    return (
+        load_ct is not None
+        and verdict["kind"] == "phase"
+        and verdict.get("suggest") == load_ct.phase
+        and not verdict.get("suggest_reversed")
+    )
+
+
+def _configured_cts(location: Location) -> list[LoadCt]:
+    return list(
+        LoadCt.objects.filter(load__location=location)
+        .select_related("load", "ct_input__module")
+        .order_by("load__position", "load__pk", "position", "pk")
+    )
+
+
+def current_findings(location: Location, values: dict | None, load_cts: list[LoadCt] | None = None) -> list[dict]:
+    """The validation's verdicts (SPEC 5.3 ``validation``) that still describe the configuration.
+
+    Empty while the stored values predate a restart of the check (:func:`restarting`); without a
+    phase suggestion the configuration already follows (a frame measured before a fix).
+    """
+    if not values or restarting(location.pk, values):
+        return []
+    by_ref = {lc.ct_input.ref: lc for lc in (_configured_cts(location) if load_cts is None else load_cts)}
+    return [f for f in values.get("validation") or [] if not _is_stale(f, by_ref.get(f["ct"]))]
+
+
+def validation_context(location: Location, values: dict | None, now: float | None = None) -> dict:
+    """The installer's validation card: every configured CT with its live values and verdict.
+
+    Rows follow the configuration (so a CT missing from the frames still has its row, and a
+    phase just changed shows at once); the numbers are the live values' (as the live card's,
+    :func:`live_values_context`), the verdicts their ``validation`` list. Whether the viewer may
+    apply fixes is the template's ``can_fix``, decided by the caller (a view, or the broadcast
+    rendering one variant per group).
+    """
+    now = time.time() if now is None else now
+    context = {"location": location, "values": values, **freshness(values and values.get("t"), now)}
+    load_cts = _configured_cts(location)
+    measured = {phase["ct"]: phase for load in (values or {}).get("loads", []) for phase in load.get("phases", [])}
+    findings = current_findings(location, values, load_cts)
+    per_ct = {f["ct"]: f for f in findings if f["kind"] in CT_VERDICTS and f["ct"]}
+    loads: list[dict] = []
+    counts = {"decided": 0, "waiting": 0, "open": 0}
+    waiting_loads: list[str] = []
+    for load_ct in load_cts:
+        verdict = per_ct.get(load_ct.ct_input.ref)
+        label, tone = CT_VERDICTS.get(verdict["kind"], ("", "muted")) if verdict else ("re-checking", "muted")
+        if verdict is None or verdict["kind"] == "low_current":
+            counts["waiting"] += 1
+            if load_ct.load.name not in waiting_loads:
+                waiting_loads.append(load_ct.load.name)
+        else:
+            counts["decided"] += 1
+            counts["open"] += verdict["kind"] != "ok"
+        row = {
+            "load_ct": load_ct,
+            "ct": load_ct.ct_input.ref,
+            "phase": load_ct.phase,
+            "reversed": load_ct.reversed,
+            "live": measured.get(load_ct.ct_input.ref),
+            "verdict": verdict,
+            "label": label,
+            "tone": tone,
+            "fixes": _ct_fixes(load_ct, verdict),
+        }
+        if not loads or loads[-1]["load"].pk != load_ct.load_id:
+            loads.append({"load": load_ct.load, "rows": []})
+        loads[-1]["rows"].append(row)
+    location_findings = [
+        {**f, "label": LOCATION_VERDICTS[f["kind"]][0], "tone": LOCATION_VERDICTS[f["kind"]][1]}
+        for f in findings
+        if f["kind"] in LOCATION_VERDICTS
+    ]
+    counts["open"] += len(location_findings)
+    context.update(
+        loads=loads,
+        location_findings=location_findings,
+        counts=counts,
+        waiting_loads=waiting_loads,
+        # Nothing judged yet: the check needs load changes (or just restarted).
+        watching=bool(values) and counts["decided"] == 0 and not location_findings,
+        restarting=restarting(location.pk, values),
+        fix_url=reverse("dashboard:validate-fix", args=[location.pk]),
+    )
+    return context
+
+
+def _latest_per_module(events) -> dict[str, Event]:
+    latest: dict[str, Event] = {}
+    for event in events:
+        module = (event.data or {}).get("module") or event.module
+        latest.setdefault(module, event)
+    return latest
+
+
+def troubleshooting_context(location: Location, values: dict | None, now: float | None = None) -> dict:
+    """What the server observes that the manual's troubleshooting tables (section 12) explain.
+
+    Gateway silent (no frame yet, or none for longer than the offline threshold), configured CT
+    modules missing from the frames (diagnosis events), CTs reading nothing and dead voltage
+    inputs (validation findings), recent data gaps. The wording lives in the template.
+    """
+    now = time.time() if now is None else now
+    gateway = getattr(location, "gateway", None)  # the reverse one-to-one raises an AttributeError when absent
+    family = None
+    if gateway is not None:
+        family = "genius" if gateway.model == "genius" else "connect"
+    events = Event.objects.filter(location=location)
+    status = events.filter(kind__in=[Event.GATEWAY_OFFLINE, Event.GATEWAY_ONLINE]).first()
+    t = values and values.get("t")
+    silence_s = None if not t else max(now - t, 0.0)
+    offline = None
+    if t and (silence_s > OFFLINE_AFTER_S or (status is not None and status.kind == Event.GATEWAY_OFFLINE)):
+        offline = {
+            "since": t,
+            "silence_s": silence_s,
+            "event": status if status and status.kind == Event.GATEWAY_OFFLINE else None,
+        }
+    diagnoses = events.filter(kind=Event.DIAGNOSIS).order_by("-time", "-pk")[:100]
+    missing = [
+        event
+        for event in _latest_per_module(
+            d for d in diagnoses if (d.data or {}).get("diagnosis") in ("module_missing", "module_back")
+        ).values()
+        if event.data.get("diagnosis") == "module_missing"
+    ]
+    load_cts = _configured_cts(location)
+    findings = current_findings(location, values, load_cts)
+    names = {lc.ct_input.ref: lc for lc in load_cts}
+    dead_cts = [{**f, "load_ct": names.get(f["ct"])} for f in findings if f["kind"] == "no_current"]
+    dead_voltages = [f for f in findings if f["kind"] == "no_voltage"]
+    gaps = list(events.filter(kind=Event.DATA_GAP, time__gte=timezone.now() - RECENT_GAPS)[:50])
+    no_data = not values
+    return {
+        "location": location,
+        "gateway": gateway,
+        "gateway_family": family,
+        "no_data": no_data,
+        "offline": offline,
+        "missing_modules": missing,
+        "dead_cts": dead_cts,
+        "dead_voltages": dead_voltages,
+        "gaps": gaps[:3],
+        "gap_count": len(gaps),
+        "all_clear": not (no_data or offline or missing or dead_cts or dead_voltages or gaps),
+        "offline_after_s": OFFLINE_AFTER_S,
+    }

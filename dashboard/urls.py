@@ -1,6 +1,6 @@
 from django.urls import path
 
-from dashboard import views
+from dashboard import validate, views
 
 app_name = "dashboard"
 
@@ -9,4 +9,10 @@ urlpatterns = [
     path("locations/<int:pk>/", views.location_dashboard, name="location"),
     path("locations/<int:pk>/usage.csv", views.usage_csv, name="usage-csv"),
     path("locations/<int:pk>/relays/<int:relay_id>/", views.switch_relay, name="relay"),
+    # The installer's pages (dashboard.validate).
+    path("locations/<int:pk>/validate/", validate.validate_page, name="validate"),
+    path("locations/<int:pk>/validate/fix/", validate.fix, name="validate-fix"),
+    path("locations/<int:pk>/validate/sign-off/", validate.sign_off, name="validate-sign-off"),
+    path("locations/<int:pk>/reports/", validate.report_list, name="reports"),
+    path("locations/<int:pk>/reports/<int:report_pk>/", validate.report, name="report"),
 ]

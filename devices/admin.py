@@ -34,6 +34,7 @@ from devices.installation import (
     row_key,
 )
 from devices.models import (
+    CommissioningReport,
     CtInput,
     CtModule,
     DigitalInput,
@@ -451,3 +452,35 @@ class EventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+@admin.register(CommissioningReport)
+class CommissioningReportAdmin(admin.ModelAdmin):
+    """Sign-offs are records: readable (with a link to the printable page), not editable."""
+
+    list_display = ("signed_at", "location", "signed_by_name", "open_findings_count", "report_link")
+    list_filter = ("location",)
+    search_fields = ("signed_by_name", "notes", "location__name")
+    date_hierarchy = "signed_at"
+    list_select_related = ("location",)
+
+    @admin.display(description="open findings")
+    def open_findings_count(self, obj: CommissioningReport) -> int:
+        return len(obj.open_findings)
+
+    @admin.display(description="report")
+    def report_link(self, obj: CommissioningReport) -> str:
+        from django.urls import reverse
+
+        return format_html(
+            '<a href="{}">Printable report</a>', reverse("dashboard:report", args=[obj.location_id, obj.pk])
+        )
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.is_superuser

@@ -340,3 +340,39 @@ class Event(models.Model):
 
     def __str__(self) -> str:
         return f"{self.time:%Y-%m-%d %H:%M:%S} {self.get_kind_display()}: {self.message}"
+
+
+class CommissioningReport(models.Model):
+    """An installer's sign-off of an installation: what was installed, what the check said, what was measured.
+
+    A snapshot: ``installation`` is the installation file (SPEC 5.1) at sign-off, ``verdicts``
+    the validation's findings (SPEC 5.3 ``validation``: every verdict, ``ok`` included) and
+    ``live`` the live values (SPEC 5.3) the installer saw. The report page renders these, never
+    the location's current state, so later changes do not rewrite what was signed.
+    """
+
+    location = models.ForeignKey(Location, on_delete=models.CASCADE, related_name="commissioning_reports")
+    signed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    signed_by_name = models.CharField(max_length=150, help_text="Who signed off, kept if the account goes.")
+    signed_at = models.DateTimeField(default=timezone.now)
+    notes = models.TextField(blank=True)
+    installation = models.JSONField(default=dict, help_text="The installation file at sign-off (SPEC 5.1).")
+    verdicts = models.JSONField(default=list, blank=True, help_text="Every validation verdict at sign-off.")
+    live = models.JSONField(null=True, blank=True, help_text="The live values at sign-off (SPEC 5.3).")
+
+    class Meta:
+        ordering = ["-signed_at", "-pk"]
+        verbose_name = "commissioning report"
+
+    def __str__(self) -> str:
+        return f"{self.location} signed off by {self.signed_by_name} at {self.signed_at:%Y-%m-%d %H:%M}"
+
+    # Verdicts that are not problems (as metering.validation.NOT_A_PROBLEM; devices does not import metering).
+    NOT_A_PROBLEM = frozenset({"ok", "low_current"})
+
+    @property
+    def open_findings(self) -> list[dict]:
+        """The verdicts that needed the installer's attention when the installation was signed off."""
+        return [v for v in self.verdicts if v.get("kind") not in self.NOT_A_PROBLEM]

@@ -1,0 +1,402 @@
+"""The installer's pages: validate the installation, apply the check's fixes, sign it off.
+
+Manual section 9: "if loads are being measured, this does not automatically mean that the power
+values are correct". The validation (:mod:`metering.validation`) judges every CT from the live
+frames; this page shows its verdicts beside the live values, lets the installer apply a
+suggested fix in one click and sign the installation off into a printable report.
+
+Who may do what. As on the dashboard, a stranger gets 404 everywhere (never learns the location
+exists) and a member without the right gets 403 (like a viewer asking to switch a relay):
+
+============  =============  =================  ========  =======
+role          validate page  apply a fix        sign off  reports
+============  =============  =================  ========  =======
+installer     yes            yes                yes       yes
+staff         yes            yes                yes       yes
+owner         read-only      403                403       yes
+viewer        403            403                403       403
+stranger      404            404                404       404
+============  =============  =================  ========  =======
+
+Live updates: the page's socket ``/ws/locations/<pk>/validate/`` joins one of two groups,
+``validate.<pk>.fix`` (installer, staff: the card has the fix buttons) or ``validate.<pk>.read``
+(owner); :func:`dashboard.broadcast.push_validate` renders each variant once per location.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
+from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.views.decorators.http import require_POST, require_safe
+
+from dashboard import broadcast, cards
+from dashboard.views import _get_location_for_user
+from devices.installation import export_installation
+from devices.models import CommissioningReport, Event, LoadCt, Location, Membership
+from metering import live, validation
+
+# ----------------------------------------------------------------------------- access
+
+
+def may_view(user, role: str | None) -> bool:
+    """The installer, the owner (read-only) and staff see the installation check and its reports."""
+    return role in (Membership.INSTALLER, Membership.OWNER) or bool(user.is_staff and role)
+
+
+def may_fix(user, role: str | None) -> bool:
+    """The installer and staff change the installation from the check and sign it off."""
+    return role == Membership.INSTALLER or bool(user.is_staff and role)
+
+
+def _refuse_view() -> HttpResponse:
+    return HttpResponseForbidden("Only the installer, the owner and staff see the installation check.")
+
+
+def _refuse_fix() -> HttpResponse:
+    return HttpResponseForbidden("Only the installer and staff change the installation or sign it off.")
+
+
+# ----------------------------------------------------------------------------- forms
+
+
+class FixForm(forms.Form):
+    """One fix button of the validation card: which CT, what to do, and the state it was shown in."""
+
+    ACTIONS = [
+        ("phase", "Configure the suggested phase"),
+        ("reverse", "Flip “reversed” in the configuration"),
+        ("turned", "I turned the clamp"),
+    ]
+
+    ct = forms.CharField(max_length=80)
+    action = forms.ChoiceField(choices=ACTIONS)
+    phase = forms.CharField(max_length=2, required=False)
+    flip = forms.BooleanField(required=False)
+    from_phase = forms.CharField(max_length=2)
+    from_reversed = forms.BooleanField(required=False)
+
+
+class SignOffForm(forms.Form):
+    notes = forms.CharField(
+        required=False,
+        max_length=4000,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Anything the next person should know (e.g. a load that could not be switched).",
+    )
+
+
+# ----------------------------------------------------------------------------- workflows
+
+
+class FixRefused(Exception):
+    """A fix that cannot be applied; nothing was changed. The message says why."""
+
+
+def current_verdict(location: Location, ct: str, values: dict | None) -> dict | None:
+    """The validation's present verdict on ``ct``, or None (none yet, or the check just restarted)."""
+    return next(
+        (v for v in cards.current_findings(location, values) if v["ct"] == ct and v["kind"] in cards.CT_VERDICTS), None
+    )
+
+
+def _describe(verdict: dict | None) -> str:
+    if verdict is None:
+        return "no verdict yet"
+    label = cards.CT_VERDICTS[verdict["kind"]][0]
+    if verdict["kind"] == "phase" and verdict.get("suggest"):
+        label += f", configure {verdict['suggest']}"
+    return label
+
+
+def apply_fix(load_ct: LoadCt, action: str, *, phase: str = "", flip: bool = False, user, values: dict | None) -> Event:
+    """Apply one of the validation's fixes to ``load_ct`` and log it; returns the Event.
+
+    The fix must be what the check says now (a suggestion from a page shown before the check
+    changed its mind, or before someone else changed the CT, is refused) and the edited CT must
+    pass the installation rules (:meth:`LoadCt.full_clean`, i.e. :func:`devices.installation.check_pending`).
+    ``phase`` moves the CT to ``phase`` (and flips *reversed* when ``flip``); ``reverse`` flips
+    *reversed*; ``turned`` changes nothing (the installer turned the clamp). The observation
+    restarts after the commit either way.
+
+    Raises
+    ------
+    FixRefused
+        Nothing was changed; the message says why.
+    """
+    location = load_ct.load.location
+    ref = load_ct.ct_input.ref
+    verdict = current_verdict(location, ref, values)
+    wanted = "phase" if action == "phase" else "reversed"
+    if (
+        verdict is None
+        or verdict["kind"] != wanted
+        or (action == "phase" and (verdict.get("suggest") != phase or bool(verdict.get("suggest_reversed")) != flip))
+    ):
+        raise FixRefused(
+            f"The check does not suggest this for {ref} any more (it now says: {_describe(verdict)}). "
+            "Nothing was changed."
+        )
+    before = {"phase": load_ct.phase, "reversed": load_ct.reversed}
+    confidence = f"suggested by validation, confidence {verdict['confidence']:.2f}"
+    who = user.get_username()
+    if action == "turned":
+        kind = Event.VALIDATION
+        message = f"{ref} ({load_ct.load.name}): clamp turned around by {who} ({confidence}); the check starts again."
+    else:
+        if action == "phase":
+            load_ct.phase = phase
+        if flip or action == "reverse":
+            load_ct.reversed = not load_ct.reversed
+        try:
+            load_ct.full_clean()
+        except ValidationError as refused:
+            raise FixRefused(f"{ref} was not changed: {' '.join(refused.messages)}") from None
+        kind = Event.CONFIGURATION
+        changes = []
+        if load_ct.phase != before["phase"]:
+            changes.append(f"moved from {before['phase']} to {load_ct.phase}")
+        if load_ct.reversed != before["reversed"]:
+            changes.append("set reversed" if load_ct.reversed else "no longer reversed")
+        message = f"{ref} ({load_ct.load.name}) {' and '.join(changes)} by {who} ({confidence})."
+    with transaction.atomic():
+        if kind == Event.CONFIGURATION:
+            load_ct.save(update_fields=["phase", "reversed"])
+        event = Event.objects.create(
+            location=location,
+            kind=kind,
+            module=ref,
+            message=message,
+            data={
+                "ct": ref,
+                "action": action,
+                "before": before,
+                "after": {"phase": load_ct.phase, "reversed": load_ct.reversed},
+                "finding": verdict,
+                "by": who,
+            },
+        )
+
+        def restart() -> None:
+            validation.reset(location.pk)
+            cards.mark_validation_restarted(location.pk, live.latest(location.pk))
+            broadcast.push_validate(location.pk, at_once=True)
+
+        transaction.on_commit(restart)
+    return event
+
+
+def sign_off_installation(location: Location, user, notes: str, values: dict | None) -> CommissioningReport:
+    """Store the commissioning report: the installation file, every verdict and the live values now.
+
+    Open findings do not prevent a sign-off; the report shows them.
+    """
+    verdicts = cards.current_findings(location, values)
+    with transaction.atomic():
+        report = CommissioningReport.objects.create(
+            location=location,
+            signed_by=user,
+            signed_by_name=user.get_full_name() or user.get_username(),
+            notes=notes,
+            installation=export_installation(location),
+            verdicts=verdicts,
+            live=values,
+        )
+        open_count = len(report.open_findings)
+        Event.objects.create(
+            location=location,
+            kind=Event.VALIDATION,
+            message=f"Installation signed off by {user.get_username()}"
+            + (f" with {open_count} open finding{'s' if open_count != 1 else ''}" if open_count else "")
+            + ".",
+            data={"report": report.pk, "open_findings": open_count},
+        )
+    return report
+
+
+# ----------------------------------------------------------------------------- views
+
+
+def _validation_card(request: HttpRequest, location: Location, can_fix: bool, **extra) -> HttpResponse:
+    context = {**cards.validation_context(location, live.latest(location.pk)), "can_fix": can_fix, **extra}
+    return render(request, cards.VALIDATE_TEMPLATES["card-validation"], context)
+
+
+@login_required
+@require_safe
+def validate_page(request: HttpRequest, pk: int) -> HttpResponse:
+    location, role = _get_location_for_user(request, pk)
+    if not may_view(request.user, role):
+        return _refuse_view()
+    can_fix = may_fix(request.user, role)
+    values = live.latest(location.pk)
+    builders = {
+        "card-validation": lambda: {**cards.validation_context(location, values), "can_fix": can_fix},
+        "card-troubleshooting": lambda: cards.troubleshooting_context(location, values),
+    }
+    target = request.htmx.target if request.htmx else None
+    if target in builders:
+        return render(request, cards.VALIDATE_TEMPLATES[target], builders[target]())
+    context = {
+        "location": location,
+        "role": role,
+        "can_fix": can_fix,
+        "reports": location.commissioning_reports.all()[:20],
+        "sign_off_form": SignOffForm(),
+    }
+    for card_id, build in builders.items():
+        context[card_id.removeprefix("card-")] = render_to_string(cards.VALIDATE_TEMPLATES[card_id], build(), request)
+    return render(request, "dashboard/validate.html", context)
+
+
+@login_required
+@require_POST
+def fix(request: HttpRequest, pk: int) -> HttpResponse:
+    """Apply one fix of the validation card (htmx: the card comes back; without JS: redirect)."""
+    location, role = _get_location_for_user(request, pk)
+    if not may_fix(request.user, role):
+        return _refuse_fix()
+    form = FixForm(request.POST)
+    notice = error = None
+    if not form.is_valid():
+        error = "That fix could not be read; reload the page and try again."
+    else:
+        data = form.cleaned_data
+        serial, _, letter = data["ct"].rpartition("/")
+        load_ct = get_object_or_404(
+            LoadCt.objects.select_related("load__location", "ct_input__module"),
+            load__location=location,
+            ct_input__module__serial=serial,
+            ct_input__letter=letter,
+        )
+        try:
+            if (load_ct.phase, load_ct.reversed) != (data["from_phase"], data["from_reversed"]):
+                now = f"{load_ct.phase}{', reversed' if load_ct.reversed else ''}"
+                raise FixRefused(
+                    f"{data['ct']} was changed since this suggestion was shown (it is now on {now}). Nothing was changed."
+                )
+            event = apply_fix(
+                load_ct,
+                data["action"],
+                phase=data["phase"],
+                flip=data["flip"],
+                user=request.user,
+                values=live.latest(location.pk),
+            )
+        except FixRefused as refused:
+            error = str(refused)
+        else:
+            notice = event.message + " Switch loads on and off again: the check starts afresh."
+    if request.htmx:
+        # htmx swaps only successful responses, so a refused fix answers 200 with the message.
+        return _validation_card(request, location, True, notice=notice, error=error)
+    if error:
+        messages.error(request, error)
+    else:
+        messages.success(request, notice)
+    return redirect(reverse("dashboard:validate", args=[location.pk]) + "#card-validation")
+
+
+@login_required
+@require_POST
+def sign_off(request: HttpRequest, pk: int) -> HttpResponse:
+    location, role = _get_location_for_user(request, pk)
+    if not may_fix(request.user, role):
+        return _refuse_fix()
+    form = SignOffForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "The notes are too long (4000 characters at most).")
+        return redirect(reverse("dashboard:validate", args=[location.pk]) + "#sign-off")
+    report = sign_off_installation(location, request.user, form.cleaned_data["notes"], live.latest(location.pk))
+    open_count = len(report.open_findings)
+    messages.success(
+        request,
+        "Installation signed off"
+        + (f" with {open_count} open finding{'s' if open_count != 1 else ''}." if open_count else "."),
+    )
+    return redirect("dashboard:report", location.pk, report.pk)
+
+
+@login_required
+@require_safe
+def report_list(request: HttpRequest, pk: int) -> HttpResponse:
+    location, role = _get_location_for_user(request, pk)
+    if not may_view(request.user, role):
+        return _refuse_view()
+    return render(
+        request,
+        "dashboard/report_list.html",
+        {
+            "location": location,
+            "role": role,
+            "reports": location.commissioning_reports.all(),
+            "can_fix": may_fix(request.user, role),
+        },
+    )
+
+
+@login_required
+@require_safe
+def report(request: HttpRequest, pk: int, report_pk: int) -> HttpResponse:
+    location, role = _get_location_for_user(request, pk)
+    if not may_view(request.user, role):
+        return _refuse_view()
+    signed = get_object_or_404(CommissioningReport, pk=report_pk, location=location)
+    return render(request, "dashboard/report.html", report_context(signed))
+
+
+def report_context(signed: CommissioningReport) -> dict:
+    """The printable report, from what was stored at sign-off only."""
+    doc = signed.installation or {}
+    place = doc.get("location") or {}
+    values = signed.live or {}
+    ct_types = {
+        f"{module['serial']}/{letter}": ct_type
+        for module in [*doc.get("ct_hubs", []), *doc.get("solid_core_cts", [])]
+        for letter, ct_type in (module.get("inputs") or {}).items()
+    }
+    measured = {phase["ct"]: phase for load in values.get("loads", []) for phase in load.get("phases", [])}
+    per_ct = {v["ct"]: v for v in signed.verdicts if v.get("ct") and v.get("kind") in cards.CT_VERDICTS}
+    loads = []
+    for load in doc.get("loads", []):
+        rows = []
+        for entry in load.get("cts", []):
+            verdict = per_ct.get(entry["ct"])
+            rows.append(
+                {
+                    "ct": entry["ct"],
+                    "ct_type": ct_types.get(entry["ct"], ""),
+                    "phase": entry.get("phase"),
+                    "reversed": bool(entry.get("reversed")),
+                    "verdict": verdict,
+                    "label": cards.CT_VERDICTS[verdict["kind"]][0] if verdict else "not judged",
+                    "tone": cards.CT_VERDICTS[verdict["kind"]][1] if verdict else "muted",
+                    "live": measured.get(entry["ct"]),
+                }
+            )
+        loads.append({"name": load.get("name"), "kind": load.get("kind"), "rows": rows})
+    location_findings = [
+        {**v, "label": cards.LOCATION_VERDICTS[v["kind"]][0], "tone": cards.LOCATION_VERDICTS[v["kind"]][1]}
+        for v in signed.verdicts
+        if v.get("kind") in cards.LOCATION_VERDICTS
+    ]
+    return {
+        "report": signed,
+        "location": signed.location,
+        "place": place,
+        "timezone": place.get("timezone") or signed.location.timezone,
+        "doc": doc,
+        "loads": loads,
+        "location_findings": location_findings,
+        "open_findings": signed.open_findings,
+        "values": values,
+        "measured_at": datetime.fromtimestamp(values["t"], tz=UTC) if values.get("t") else None,
+    }
