@@ -138,9 +138,9 @@ class MeterPlan:
         1 where a CT belongs to a load: per-load sums are one matrix product.
     kind_matrix : ndarray, shape (len(KINDS), n_loads)
         1 where a load has a kind: per-kind sums are one matrix product.
-    flow_matrix : ndarray, shape (n_channels, n_loads + len(KINDS))
-        ``[load_matrix.T | load_matrix.T @ kind_matrix.T]``: one product of per-CT rows with it
-        gives the per-load sums and the per-kind sums at once.
+    flow_matrix : ndarray, shape (n_channels, n_channels + n_loads + len(KINDS))
+        ``[I | load_matrix.T | load_matrix.T @ kind_matrix.T]``: one product of per-CT rows with
+        it gives them again, their per-load sums and their per-kind sums, side by side.
     voltage_index : ndarray of int, shape (3, n_channels)
         ``ln_index``, ``ll_index`` and ``ref_index`` stacked: one gather of the combinations'
         RMS values gives every CT's V_LN, V_LL and reference voltage.
@@ -293,7 +293,7 @@ def plan_for(config: MeterConfig) -> MeterPlan:
         load_kinds=load_kinds,
         load_matrix=load_matrix,
         kind_matrix=kind_matrix,
-        flow_matrix=np.concatenate((load_matrix.T, load_matrix.T @ kind_matrix.T), axis=1),
+        flow_matrix=np.concatenate((np.eye(len(channels)), load_matrix.T, load_matrix.T @ kind_matrix.T), axis=1),
         voltage_index=np.array((ln_index, ll_index, ref_index), dtype=np.intp).reshape(3, len(channels)),
         ln_summary=ln_summary,
         ll_summary=ll_summary,

@@ -106,7 +106,7 @@ def rising_edges(v: np.ndarray, fs_hz: float) -> tuple[np.ndarray, np.ndarray]:
     # the start, see below) and the two samples around the crossing.
     around = v.take(before[:, None] + _offsets(quarter), mode="clip")
     crest = around[:, 0]
-    h = HYSTERESIS * float(crest.max())  # a quarter period after a rising edge: about the peak
+    h = HYSTERESIS * float(np.maximum.reduce(crest))  # a quarter period after a rising edge: about the peak
     if not (0.0 < h < np.inf):
         return np.empty(0), before[:0]
     ok = (crest > h) & (around[:, 1] < -h)
@@ -118,11 +118,11 @@ def rising_edges(v: np.ndarray, fs_hz: float) -> tuple[np.ndarray, np.ndarray]:
     before = before[kept]
     if before.size > 1:
         apart = before[1:] - before[:-1] > quarter
-        if not apart.all():
+        if not np.logical_and.reduce(apart):
             last = np.concatenate((apart, [True]))  # last of each cluster
             kept, before = kept[last], before[last]
-    v0, v1 = around[kept, 2:].T
-    return before + v0 / (v0 - v1), before
+    crossing = around[kept]
+    return before + crossing[:, 2] / (crossing[:, 2] - crossing[:, 3]), before
 
 
 @lru_cache(maxsize=64)
@@ -159,7 +159,7 @@ def find_window(v: np.ndarray, fs_hz: float) -> Window | None:
     span = t_last - t_first
     # Edges are at least a quarter period apart, so the shortest gap is one period even when
     # an edge is missing (a dip); count the cycles with it.
-    n_cycles = 1 if times.size == 2 else max(1, round(span / float((times[1:] - times[:-1]).min())))
+    n_cycles = 1 if times.size == 2 else max(1, round(span / float(np.minimum.reduce(times[1:] - times[:-1]))))
     n = v.shape[0]
     a = t_first + 0.5
     b = min(t_last + 0.5, float(n))
@@ -182,6 +182,7 @@ def find_window(v: np.ndarray, fs_hz: float) -> Window | None:
     )
 
 
+@lru_cache(maxsize=256)
 def basis_grid(n: int) -> tuple[int, int]:
     """``(rows, block)`` with ``rows * block >= n`` for :func:`fundamental_basis`."""
     block = math.isqrt(n - 1) + 1 if n > 1 else 1

@@ -2,19 +2,27 @@
 
 How a frame flows (every sum is over channels at once, no Python loop per CT):
 
-1. the voltages (at most 3 rows) and the currents are each converted once into a
-   ``(channels, samples)`` block; a carry's samples stay in their own small block in front;
-2. the window of whole cycles comes from the rising edges of the first voltage
-   (:mod:`metering.core.cycles`);
-3. a basis of ``n_voltages + 3`` rows over the window - the measured voltages, ``cos`` and
-   ``sin`` of the fundamental at the measured frequency, and ones - carries the window
-   weights; one matrix product of the current block with it gives, per CT,
-   ``sum w i v_r``, the fundamental phasor and ``sum w i``; one ``vecdot`` gives
-   ``sum w i^2``; the same product of the voltages gives their Gram matrix, phasors and
-   means;
+1. the samples are checked once per frame, not per channel, when they are float arrays of
+   one length and dtype; when they are consecutive rows of one 2-D array (a frame decoded by
+   :mod:`metering.frames`, or :func:`compute_block`) they are used in place, else the
+   currents are copied into one ``(channels, samples)`` block just before they are streamed.
+   A carry's samples stay in their own small arrays in front;
+2. the voltages (carry, then frame) are copied into the first rows of a basis over the whole
+   buffer; the window of whole cycles comes from the rising edges of its first row
+   (:mod:`metering.core.cycles`); the other rows are ``cos`` and ``sin`` of the fundamental at
+   the measured frequency, and ones;
+3. the *core* - the frame's columns inside the window and consumed, where every weight is 1 -
+   streams once: one matrix product of the current block with the basis gives, per CT,
+   ``sum i v_1 .. i v_nv``, the fundamental phasor and ``sum i``, and ``vecdot`` gives
+   ``sum i^2``. The *edges* (the carry, the lead-in, the window's two end samples, the
+   samples carried on) are a few hundred columns, multiplied by a basis that holds their
+   window and consumption weights;
 4. everything else - DC offsets, RMS, P, Q1, line-to-line voltages, energy, per-load and
    per-kind sums - is algebra on those few numbers per channel
-   (``sum (v - <v>)(i - <i>) = sum v i - W <v><i>``), never another pass over the samples.
+   (``sum (v - <v>)(i - <i>) = sum v i - W <v><i>``), in a few products with matrices that
+   depend on the configuration only, never another pass over the samples. All that needs
+   only the voltages is done before the currents stream: afterwards each kind of small numpy
+   call costs several times more, its code and data having left the caches.
 """
 
 from __future__ import annotations
@@ -129,6 +137,11 @@ def compute_frame(
     and only touch the fraction of a cycle at the edges, which the next frame balances.)
     ``E > 0`` is added to the import register, ``E < 0`` to the export register. Loads sum
     their CTs' net energy before splitting it into import and export.
+
+    *Samples in place.* Arrays of float64 (or float32) are read, never written. When the
+    configuration's voltages, or its CTs, are consecutive rows of one 2-D array in the
+    configuration's order - as :func:`metering.frames.decode_binary` hands them out - they
+    are used as a view of it; otherwise the currents are copied into one block once.
     """
     plan = _plan(config)
     fs = _check_fs(fs_hz)
@@ -245,8 +258,11 @@ def _compute(
         if m:
             basis[:nv, :m] = head_v
         v_block = basis[:nv, m:n]
-        for row, samples in zip(v_block, v_source):
-            row[...] = samples
+        if isinstance(v_source, np.ndarray):
+            v_block[...] = v_source
+        else:
+            for row, samples in zip(v_block, v_source):
+                row[...] = samples
         window = _find_window(basis[:nv, :n], fs, plan, v_block)
         first, last, cut = window.first, window.last, window.carry_from
         fundamental_basis(basis[nv : nv + 2].reshape(2, grid_rows, grid_block), window, fs, start=0)
@@ -260,10 +276,11 @@ def _compute(
         lo = min(max(first + 1, m), cut)
         core = basis[:, lo:cut] if lo >= m else basis[:, :0]
         edge = np.concatenate((basis[:, :lo], basis[:, cut:n]), axis=1)  # (nv + 3, n_edge)
-        weights = np.array(
-            ((1.0, 1.0, 1.0, 0.0, 0.0, 0.0), (0.0, window.w_first, 1.0, 1.0, window.w_last, 0.0)), dtype
-        ).repeat((first, 1, lo - first - 1, last - cut, 1, n - last - 1), axis=1)  # rows: consumed, window
-        edge_basis = np.concatenate((edge[:nv] * weights[0], edge * weights[1]))  # (2 nv + 3, n_edge)
+        consumed, window_w = (1.0, 1.0, 1.0, 0.0, 0.0, 0.0), (0.0, window.w_first, 1.0, 1.0, window.w_last, 0.0)
+        weights = np.array((consumed,) * nv + (window_w,) * (nv + 3), dtype).repeat(
+            (first, 1, lo - first - 1, last - cut, 1, n - last - 1), axis=1
+        )
+        edge_basis = edge[_edge_rows(nv)] * weights  # (2 nv + 3, n_edge)
         sums_v = edge[:nv] @ edge_basis[nv:].T + core[:nv] @ core.T  # window sums of v [v, cos, sin, 1]
         if dtype != np.float64:
             sums_v = sums_v.astype(np.float64)
@@ -273,7 +290,7 @@ def _compute(
         # of its coefficients c_q: one product with the rows c_q (x) c_q. The last row is NaN:
         # the value of "no such voltage".
         inv = 1.0 / window.length
-        cov = sums_v[:, :nv] - np.multiply.outer(sums_v[:, nv + 2] * inv, sums_v[:, nv + 2])
+        cov = sums_v[:, :nv] - (sums_v[:, nv + 2] * inv)[:, None] * sums_v[:, nv + 2]
         combo_ms = plan.combo_forms @ cov.ravel()
         if not math.isfinite(np.add.reduce(combo_ms[:-1])):
             _raise_not_finite(v_block, plan.voltage_keys, "voltage")
@@ -296,13 +313,14 @@ def _compute(
         i_block = i_source if isinstance(i_source, np.ndarray) else np.array(i_source, dtype)
         i_edge = _edge_columns(head_i, i_block, lo, cut)
         sums_edge = i_edge @ edge_basis.T  # (nc, 2 nv + 3)
-        if dtype != np.float64:
-            sums_edge = sums_edge.astype(np.float64)
+        sq_edge = np.vecdot(i_edge, i_edge * weights[nv])
+        if dtype != np.float64:  # the sums in float32, the algebra in float64
+            sums_edge, sq_edge = sums_edge.astype(np.float64), sq_edge.astype(np.float64)
         pqe_edge = np.matmul(sums_edge[:, None, :], pqe)
-        sq_edge = np.vecdot(i_edge, i_edge * weights[1])
         i_core = i_block[:, lo - m : cut - m] if lo >= m else i_block[:, :0]
-        core_i = _products(i_core, core)  # (nc, nv + 3)
-        sq_i = np.vecdot(i_core, i_core)
+        core_i, sq_i = _products(i_core, core)  # (nc, nv + 3), (nc,)
+        if dtype != np.float64:
+            core_i, sq_i = core_i.astype(np.float64), sq_i.astype(np.float64)
 
         nc = sq_i.shape[0]
         per_ct = np.empty((4, nc))  # P, Q, E, S
@@ -312,23 +330,23 @@ def _compute(
         sq_i += sq_edge
         sum_i = core_i[:, nv + 2] + sums_edge[:, 2 * nv + 2]
         i_rms = np.sqrt(np.maximum(sq_i * window.length - sum_i * sum_i, 0.0)) * inv
-        p, q, energy_wh, s = per_ct
+        s = per_ct[3]
         np.multiply(v_ref, i_rms, out=s)
         # Every sample enters a sum with a non-zero weight or a product with a 0 weight: a NaN
         # or an infinity shows in the voltages' mean squares (above) or in a CT's values.
         if not math.isfinite(np.add.reduce(per_ct, axis=None)):
             _raise_not_finite(i_block, plan.ct_ids, "current")
         if nc and np.minimum.reduce(s) > 0.0:
-            pf = p / s
+            pf = per_ct[0] / s
         else:  # no current (or no voltage): everything 0, without dividing by 0
             live = s > 0.0
             per_ct[:3] *= live
-            pf = p / np.where(live, s, 1.0)
+            pf = per_ct[0] / np.where(live, s, 1.0)
 
-    flows = per_ct @ plan.flow_matrix  # (4, n_loads + len(KINDS)): per load, then per kind
-    n_loads = len(plan.load_names)
-    per_load = flows[:, :n_loads]
-    energies = np.concatenate((energy_wh, per_load[2]))
+    # Per CT (identity), per load and per kind at once; energies of CTs and loads in one row.
+    flows = per_ct @ plan.flow_matrix  # (4, n_cts + n_loads + len(KINDS))
+    n_sums = nc + len(plan.load_names)
+    energies = flows[2, :n_sums]
     imports = np.maximum(energies, 0.0)
     exports = imports - energies  # max(-E, 0), never -0.0
     combo_list = combo_rms.tolist()
@@ -343,21 +361,21 @@ def _compute(
             v_ln_v=v_ln,
             v_ll_v=v_ll,
             i_a=i_rms,
-            p_w=p,
-            q_var=q,
+            p_w=per_ct[0],
+            q_var=per_ct[1],
             s_va=s,
             pf=pf,
             energy_import_wh=imports[:nc],
             energy_export_wh=exports[:nc],
         ),
         load=LoadArrays(
-            p_w=per_load[0],
-            q_var=per_load[1],
-            s_va=per_load[3],
+            p_w=flows[0, nc:n_sums],
+            q_var=flows[1, nc:n_sums],
+            s_va=flows[3, nc:n_sums],
             energy_import_wh=imports[nc:],
             energy_export_wh=exports[nc:],
         ),
-        totals=_totals(flows[:3:2, n_loads:].T.tolist(), plan.has_consumption),
+        totals=_totals(flows[:3:2, n_sums:].T.tolist(), plan.has_consumption),
         carry=Carry(fs, plan.voltage_keys, plan.ct_ids, edge[:nv, lo:], i_edge[:, lo:]),
         config=config,
     )
@@ -375,6 +393,12 @@ def _fold(nv: int) -> np.ndarray:
     fold[:nv, :nv] = fold[:nv, nv : 2 * nv] = np.eye(nv)
     fold[nv:, 2 * nv :] = np.eye(3)
     return _frozen(fold)
+
+
+@lru_cache(maxsize=8)
+def _edge_rows(nv: int) -> np.ndarray:
+    """Rows of the edges' basis taken from ``[v, cos, sin, 1]``: v (consumed), then all."""
+    return _frozen(np.r_[np.arange(nv), np.arange(nv + 3)])
 
 
 @lru_cache(maxsize=8)
@@ -488,18 +512,26 @@ def _edge_columns(head: np.ndarray | None, block: np.ndarray, lo: int, cut: int)
     return np.concatenate(parts if head is None else (head, *parts), axis=1)
 
 
-def _products(block: np.ndarray, basis: np.ndarray) -> np.ndarray:
-    """``block @ basis.T``, summed over column chunks small enough for OpenBLAS' unpacked kernel."""
+def _products(block: np.ndarray, basis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``block @ basis.T`` and the rows' sums of squares, over column chunks.
+
+    The chunks are small enough for OpenBLAS' unpacked kernel, and each chunk's squares are
+    summed while it is still in the cache.
+    """
     rows, n = block.shape
     chunk = max(1, _GEMM_CHUNK_MNK // max(1, rows * basis.shape[0]))
     if n <= chunk or rows == 0:
-        return block @ basis.T
+        return block @ basis.T, np.vecdot(block, block)
     pieces = -(-n // chunk)
     step = -(-n // pieces)
-    out = block[:, :step] @ basis[:, :step].T
+    part = block[:, :step]
+    out = part @ basis[:, :step].T
+    squares = np.vecdot(part, part)
     for start in range(step, n, step):
-        out += block[:, start : start + step] @ basis[:, start : start + step].T
-    return out
+        part = block[:, start : start + step]
+        out += part @ basis[:, start : start + step].T
+        squares += np.vecdot(part, part)
+    return out, squares
 
 
 def _find_window(rows: np.ndarray, fs: float, plan: MeterPlan, v_block: np.ndarray) -> Window:
