@@ -38,7 +38,7 @@ from collections.abc import Callable  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from metering.core import CtChannel, FrameResult, MeterConfig, compute_frame  # noqa: E402
+from metering.core import CtChannel, FrameResult, MeterConfig, compute_block, compute_frame  # noqa: E402
 from metering.core.frame import _fast_blocks, _products  # noqa: E402
 from metering.core.synth import Frame, distorted, sample_frame, star_voltages  # noqa: E402
 from metering.frames import SampleFrame, decode_binary, encode_binary  # noqa: E402
@@ -49,8 +49,10 @@ N_SAMPLES = 6400
 N_HUBS = 7
 TARGET_FRAMES_PER_S = 2000.0
 TARGET_RATIO = 6.0
-SOURCES = ("arrays", "decoded")
-"""``arrays``: one array per channel; ``decoded``: rows of one block, as decode_binary gives."""
+SOURCES = ("arrays", "decoded", "block")
+"""``arrays``: one array per channel, to :func:`compute_frame`; ``decoded``: the rows of one
+block as :func:`decode_binary` gives them, to :func:`compute_frame` (what ingest does);
+``block``: that block itself, to :func:`compute_block` (no per-row checks)."""
 
 
 def reference_config() -> MeterConfig:
@@ -135,7 +137,7 @@ _POOLS: dict[tuple[str, int], list[np.ndarray]] = {}
 
 
 def measure(
-    dtype: type = np.float64, source: str = "arrays", rounds: int = 5, budget_s: float = 0.12
+    dtype: type = np.float64, source: str = "arrays", rounds: int = 5, budget_s: float = 0.1
 ) -> dict[str, float]:
     """Seconds per frame and per roofline read, medians over ``rounds`` interleaved rounds.
 
@@ -149,16 +151,28 @@ def measure(
         raise ValueError(f"source must be one of {', '.join(SOURCES)}, got {source!r}")
     config = reference_config()
     frames = reference_frames(config, 2, dtype)
-    if source == "decoded":
+    if source != "arrays":
         frames = [decoded(frame, k, dtype) for k, frame in enumerate(frames)]
     first, second = frames
     carry = compute_frame(first.voltages, first.currents, FS_HZ, config).carry
+    if source == "block":  # the decoded rows' block, as frames could hand it over
+        keys, ids = tuple(second.voltages), tuple(second.currents)
+        block = second.voltages[keys[0]].base
+        nv = len(keys)
+
+        def compute(carry: object = None) -> FrameResult:
+            return compute_block(block[:nv], keys, block[nv:], ids, FS_HZ, config, carry)
+
+    else:
+
+        def compute(carry: object = None) -> FrameResult:
+            return compute_frame(second.voltages, second.currents, FS_HZ, config, carry)
 
     def chained() -> FrameResult:
-        return compute_frame(second.voltages, second.currents, FS_HZ, config, carry)
+        return compute(carry)
 
     def fresh() -> FrameResult:
-        return compute_frame(second.voltages, second.currents, FS_HZ, config)
+        return compute()
 
     n_rows = len(second.voltages) + len(config.channels)
     hot = np.ones((n_rows, N_SAMPLES), dtype=dtype)
@@ -207,7 +221,11 @@ def blas_kernel() -> str:
 
 
 def report(name: str, source: str, m: dict[str, float]) -> None:
-    label = {"arrays": "separate arrays ", "decoded": "decode_binary rows"}[source]
+    label = {
+        "arrays": "separate arrays -> compute_frame   ",
+        "decoded": "decode_binary rows -> compute_frame",
+        "block": "decode_binary block -> compute_block",
+    }[source]
     met = m["frames_per_s"] >= TARGET_FRAMES_PER_S and m["ratio_cold"] <= TARGET_RATIO
     print(
         f"[{name}] {label}: {m['frames_per_s']:5.0f} frames/s, {m['frame_s'] * 1e3:.3f} ms/frame with carry "

@@ -245,7 +245,8 @@ def _compute(
         # The carried samples come first. They stay in their own small arrays: joining them to
         # the frame would cost another pass over all the currents.
         head_v, head_i = carry.voltages, carry.currents
-        dtype = np.result_type(dtype, head_v.dtype, head_i.dtype)
+        if head_v.dtype != dtype or head_i.dtype != dtype:
+            dtype = np.result_type(dtype, head_v.dtype, head_i.dtype)
     n = m + v_source[0].shape[0]
 
     # Bad samples (NaN, inf, huge) must end in a ValueError naming the channel, not in
@@ -312,12 +313,12 @@ def _compute(
         # The edges first: with a block given, they are still done before the stream.
         i_block = i_source if isinstance(i_source, np.ndarray) else np.array(i_source, dtype)
         i_edge = _edge_columns(head_i, i_block, lo, cut)
+        i_core = i_block[:, lo - m : cut - m] if lo >= m else i_block[:, :0]
         sums_edge = i_edge @ edge_basis.T  # (nc, 2 nv + 3)
         sq_edge = np.vecdot(i_edge, i_edge * weights[nv])
         if dtype != np.float64:  # the sums in float32, the algebra in float64
             sums_edge, sq_edge = sums_edge.astype(np.float64), sq_edge.astype(np.float64)
         pqe_edge = np.matmul(sums_edge[:, None, :], pqe)
-        i_core = i_block[:, lo - m : cut - m] if lo >= m else i_block[:, :0]
         core_i, sq_i = _products(i_core, core)  # (nc, nv + 3), (nc,)
         if dtype != np.float64:
             core_i, sq_i = core_i.astype(np.float64), sq_i.astype(np.float64)
@@ -513,17 +514,15 @@ def _edge_columns(head: np.ndarray | None, block: np.ndarray, lo: int, cut: int)
 
 
 def _products(block: np.ndarray, basis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``block @ basis.T`` and the rows' sums of squares, over column chunks.
+    """``block @ basis.T`` and the rows' sums of squares, over column pieces.
 
-    The chunks are small enough for OpenBLAS' unpacked kernel, and each chunk's squares are
+    The pieces are small enough for OpenBLAS' unpacked kernel, and each piece's squares are
     summed while it is still in the cache.
     """
     rows, n = block.shape
-    chunk = max(1, _GEMM_CHUNK_MNK // max(1, rows * basis.shape[0]))
-    if n <= chunk or rows == 0:
+    if rows == 0:
         return block @ basis.T, np.vecdot(block, block)
-    pieces = -(-n // chunk)
-    step = -(-n // pieces)
+    step = _chunk_step(rows, basis.shape[0], n)
     part = block[:, :step]
     out = part @ basis[:, :step].T
     squares = np.vecdot(part, part)
@@ -532,6 +531,12 @@ def _products(block: np.ndarray, basis: np.ndarray) -> tuple[np.ndarray, np.ndar
         out += part @ basis[:, start : start + step].T
         squares += np.vecdot(part, part)
     return out, squares
+
+
+def _chunk_step(rows: int, basis_rows: int, n: int) -> int:
+    """Columns per piece of a product: under OpenBLAS' small-matrix limit, pieces of equal size."""
+    chunk = max(1, _GEMM_CHUNK_MNK // max(1, rows * basis_rows))
+    return -(-n // -(-n // chunk)) if n > chunk else max(n, 1)
 
 
 def _find_window(rows: np.ndarray, fs: float, plan: MeterPlan, v_block: np.ndarray) -> Window:
@@ -596,16 +601,15 @@ def _length(x: Any, name: str) -> int:
         raise ValueError(f"{name} must be an array of samples, got {type(x).__name__}") from None
 
 
-def _fast_blocks(v_rows: list[Any], i_rows: list[Any]) -> tuple[np.ndarray, np.ndarray | list[np.ndarray]] | None:
-    """The voltage block and the currents without checking row by row, or ``None``.
+def _fast_blocks(v_rows: list[Any], i_rows: list[Any]) -> tuple[list[np.ndarray], np.ndarray | list[np.ndarray]] | None:
+    """The voltages' rows and the currents without checking row by row, or ``None``.
 
     Only when every row is a non-empty one-dimensional ``ndarray`` of one length and one
     dtype, float64 or float32: then each check of :func:`_check_rows` and :func:`_as_block`
     passes by construction (lengths, dtype, dimensions), and finiteness is checked on the sums
-    as for any frame. Rows that are consecutive rows of one 2-D array are used as a view of
-    it (:func:`_consecutive_rows`). Otherwise the voltages are copied into a block, and the
-    currents are returned as their list of rows: :func:`_compute` converts them just before
-    it streams them.
+    as for any frame. Currents that are consecutive rows of one 2-D array are used as a view
+    of it (:func:`_rows_view`); otherwise they stay a list of rows that :func:`_compute`
+    converts into one block just before it streams them.
     """
     rows = v_rows + i_rows
     if set(map(type, rows)) != _NDARRAY or set(map(_NDIM, rows)) != _ONE:
@@ -617,26 +621,19 @@ def _fast_blocks(v_rows: list[Any], i_rows: list[Any]) -> tuple[np.ndarray, np.n
     ((dtype,), (n,)) = dtypes, lengths
     if dtype not in _FAST_DTYPES or not n:
         return None
-    v_block = _view_of(v_rows)
     if not i_rows:
-        return v_rows if v_block is None else v_block, np.empty((0, n), dtype)
-    i_block = _view_of(i_rows)
-    return v_rows if v_block is None else v_block, i_rows if i_block is None else i_block
+        return v_rows, np.empty((0, n), dtype)
+    # The voltages are copied into the basis anyway; the currents are used in place if they are
+    # consecutive rows of one block.
+    if len(i_rows) == 1:
+        return v_rows, i_rows[0][None]
+    pointers = _row_pointers(i_rows)
+    i_block = None if pointers is None else _rows_view(i_rows[0].base, pointers, n)
+    return v_rows, i_rows if i_block is None else i_block
 
 
-def _view_of(rows: list[np.ndarray]) -> np.ndarray | None:
-    """Rows of one length and dtype as a ``(len(rows), n)`` view, or ``None``."""
-    return rows[0][None] if len(rows) == 1 else _consecutive_rows(rows)
-
-
-def _consecutive_rows(rows: list[np.ndarray]) -> np.ndarray | None:
-    """``base[r0 : r0 + len(rows), c0 : c0 + n]`` if that is exactly ``rows``, else ``None``.
-
-    ``rows`` are C-contiguous 1-D arrays of one dtype and length ``n``. They are the rows of
-    that view when they all have the same 2-D ``base`` (of that dtype) and their data start
-    one base row apart, in order, inside the base: a frame decoded into one block
-    (:mod:`metering.frames`) with its CTs in the configuration's order.
-    """
+def _row_pointers(rows: list[np.ndarray]) -> list[int] | None:
+    """The data addresses of C-contiguous rows that share one 2-D base of their dtype, or ``None``."""
     first = rows[0]
     base = first.base
     if (
@@ -646,20 +643,28 @@ def _consecutive_rows(rows: list[np.ndarray]) -> np.ndarray | None:
         or not all(map(is_, map(_BASE, rows), repeat(base)))
     ):
         return None
-    step, column = base.strides
-    if step <= 0 or column != first.itemsize:
-        return None
     interfaces = list(map(_INTERFACE, rows))
     if any(map(_STRIDES, interfaces)):  # None for C-contiguous rows
         return None
-    pointers = [interface["data"][0] for interface in interfaces]
+    return [interface["data"][0] for interface in interfaces]
+
+
+def _rows_view(base: np.ndarray, pointers: list[int], n: int) -> np.ndarray | None:
+    """``base[r0 : r0 + k, c0 : c0 + n]`` if its rows start at ``pointers`` (k of them), else ``None``.
+
+    Rows of ``n`` items of ``base``'s dtype starting there are exactly that view's rows when
+    they start one base row apart, in order, and the view lies inside the base: e.g. a frame
+    decoded into one block (:mod:`metering.frames`) with its CTs in the configuration's order.
+    """
+    step, column = base.strides
+    if step <= 0 or column != base.itemsize:
+        return None
     p0 = pointers[0]
-    k = len(rows)
+    k = len(pointers)
     if pointers != list(range(p0, p0 + k * step, step)):
         return None
     r0, offset = divmod(p0 - base.__array_interface__["data"][0], step)
     c0, misaligned = divmod(offset, column)
-    n = first.shape[0]
     if misaligned or r0 < 0 or r0 + k > base.shape[0] or c0 + n > base.shape[1]:
         return None
     return base[r0 : r0 + k, c0 : c0 + n]

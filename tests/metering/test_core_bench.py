@@ -11,7 +11,9 @@ from metering import bench
 from metering.core import compute_frame
 
 
-@pytest.mark.parametrize(("dtype", "source"), [(np.float64, "arrays"), (np.float64, "decoded"), (np.float32, "arrays")])
+@pytest.mark.parametrize(
+    ("dtype", "source"), [(np.float64, "arrays"), (np.float64, "decoded"), (np.float64, "block"), (np.float32, "block")]
+)
 def test_it_measures_a_frame_and_both_rooflines(dtype, source):
     figures = bench.measure(dtype, source, rounds=1, budget_s=0.001)
     for name in ("frame_s", "fresh_s", "hot_s", "cold_s", "stream_s", "ratio_hot", "ratio_cold", "frames_per_s"):
@@ -22,7 +24,7 @@ def test_it_measures_a_frame_and_both_rooflines(dtype, source):
 
 
 def test_it_refuses_an_unknown_source():
-    with pytest.raises(ValueError, match=r"source must be one of arrays, decoded, got 'json'"):
+    with pytest.raises(ValueError, match=r"source must be one of arrays, decoded, block, got 'json'"):
         bench.measure(np.float64, "json", rounds=1, budget_s=0.001)
 
 
