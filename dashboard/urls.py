@@ -15,4 +15,5 @@ urlpatterns = [
     path("locations/<int:pk>/validate/sign-off/", validate.sign_off, name="validate-sign-off"),
     path("locations/<int:pk>/reports/", validate.report_list, name="reports"),
     path("locations/<int:pk>/reports/<int:report_pk>/", validate.report, name="report"),
+    path("locations/<int:pk>/reports/<int:report_pk>.pdf", validate.report_pdf, name="report-pdf"),
 ]

@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.contrib.staticfiles import finders
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
@@ -225,9 +226,14 @@ def sign_off_installation(location: Location, user, notes: str, values: dict | N
 # ----------------------------------------------------------------------------- views
 
 
-def _validation_card(request: HttpRequest, location: Location, can_fix: bool, **extra) -> HttpResponse:
-    context = {**cards.validation_context(location, live.latest(location.pk)), "can_fix": can_fix, **extra}
-    return render(request, cards.VALIDATE_TEMPLATES["card-validation"], context)
+def _fix_result(request: HttpRequest, location: Location, notice: str | None, error: str | None) -> HttpResponse:
+    """htmx: the outcome into ``#fix-result`` (outside the pushed card, so a push keeps it) and the
+    card swapped out-of-band, so the change shows without waiting for the next push."""
+    card = {**cards.validation_context(location, live.latest(location.pk)), "can_fix": True, "oob": True}
+    return HttpResponse(
+        render_to_string("dashboard/validate_fix_result.html", {"notice": notice, "error": error}, request)
+        + render_to_string(cards.VALIDATE_TEMPLATES["card-validation"], card, request)
+    )
 
 
 @login_required
@@ -297,7 +303,7 @@ def fix(request: HttpRequest, pk: int) -> HttpResponse:
             notice = event.message + " Switch loads on and off again: the check starts afresh."
     if request.htmx:
         # htmx swaps only successful responses, so a refused fix answers 200 with the message.
-        return _validation_card(request, location, True, notice=notice, error=error)
+        return _fix_result(request, location, notice, error)
     if error:
         messages.error(request, error)
     else:
@@ -350,7 +356,51 @@ def report(request: HttpRequest, pk: int, report_pk: int) -> HttpResponse:
     if not may_view(request.user, role):
         return _refuse_view()
     signed = get_object_or_404(CommissioningReport, pk=report_pk, location=location)
-    return render(request, "dashboard/report.html", report_context(signed))
+    return render(request, "dashboard/report.html", {**report_context(signed), "pdf_available": pdf_available()})
+
+
+@login_required
+@require_safe
+def report_pdf(request: HttpRequest, pk: int, report_pk: int) -> HttpResponse:
+    """The printable report as a PDF (WeasyPrint, with the page's print stylesheet)."""
+    location, role = _get_location_for_user(request, pk)
+    if not may_view(request.user, role):
+        return _refuse_view()
+    signed = get_object_or_404(CommissioningReport, pk=report_pk, location=location)
+    pdf = render_pdf(render_to_string("dashboard/report.html", report_context(signed), request))
+    if pdf is None:
+        return HttpResponse(
+            "PDF export needs WeasyPrint and Pango on the server; print the report page instead.",
+            status=501,
+            content_type="text/plain; charset=utf-8",
+        )
+    response = HttpResponse(pdf, content_type="application/pdf")
+    filename = f"commissioning-report-{location.pk}-{signed.pk}.pdf"
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+def pdf_available() -> bool:
+    """WeasyPrint is installed and finds Pango (a system library)."""
+    try:
+        import weasyprint  # noqa: F401
+    except (ImportError, OSError):
+        return False
+    return True
+
+
+def render_pdf(html: str) -> bytes | None:
+    """``html`` as a PDF with the project's stylesheet for print media; None without WeasyPrint.
+
+    Nothing is fetched: the stylesheet is read from the static files, other URLs are not followed
+    (the page's own ``<link>`` to the stylesheet has no base URL and is skipped).
+    """
+    if not pdf_available():
+        return None
+    import weasyprint
+
+    stylesheet = weasyprint.CSS(filename=finders.find("css/app.css"))
+    return weasyprint.HTML(string=html, media_type="print").write_pdf(stylesheets=[stylesheet])
 
 
 def report_context(signed: CommissioningReport) -> dict:

@@ -270,7 +270,7 @@ def test_it_applies_the_suggested_phase_logs_it_and_restarts_the_check(
 
 
 @pytest.mark.django_db(transaction=True)  # commits for real: the restart runs before the card renders
-def test_it_answers_htmx_with_the_card(client, house, installer):
+def test_it_answers_htmx_with_the_outcome_and_the_card_out_of_band(client, house, installer):
     location, token = house
     stream(client, token, heat_pump_phase="L3")
     client.force_login(installer)
@@ -278,9 +278,12 @@ def test_it_answers_htmx_with_the_card(client, house, installer):
         f"/locations/{location.pk}/validate/fix/", fix_data("CTH-T/D", "phase", "L3"), HTTP_HX_REQUEST="true"
     )
     assert response.status_code == 200
-    card = response.content.decode()
-    assert card.lstrip().startswith('<section id="card-validation"')
-    assert '<p class="notice" role="status">CTH-T/D (Heat pump) moved from L1 to L3' in card
+    answer = response.content.decode()
+    # The outcome goes outside the card, which pushes replace every second.
+    assert answer.lstrip().startswith('<div id="fix-result"')
+    assert '<p class="notice" role="status">CTH-T/D (Heat pump) moved from L1 to L3' in answer
+    card = answer[answer.index("<section") :]
+    assert card.startswith('<section id="card-validation"') and 'hx-swap-oob="true"' in card.split(">", 1)[0]
     assert "The check starts again after the change" in card
 
 
@@ -295,8 +298,8 @@ def test_it_refuses_a_fix_the_installation_rules_refuse_and_changes_nothing(
             f"/locations/{location.pk}/validate/fix/", fix_data("CTH-T/D", "phase", "L3"), HTTP_HX_REQUEST="true"
         )
     assert response.status_code == 200
-    card = response.content.decode()
-    assert 'role="alert">CTH-T/D was not changed: Phase L3 does not exist in a' in card
+    answer = response.content.decode()
+    assert 'role="alert">CTH-T/D was not changed: Phase L3 does not exist in a' in answer
     assert LoadCt.objects.get(ct_input__letter="D").phase == "L1"
     assert not Event.objects.filter(kind__in=[Event.CONFIGURATION, Event.VALIDATION]).exists()
     assert resets == []
@@ -482,7 +485,9 @@ def test_it_signs_off_with_the_verdicts_signer_and_time(client, house, installer
     signed_at = report.signed_at.astimezone(ZoneInfo("Europe/Brussels"))
     assert f"{signed_at.day} {signed_at:%B %Y, %H:%M:%S}</time> (Europe/Brussels)" in page
     assert "Heat pump left for tomorrow." in page
-    row = re.search(r'<span class="ref">CTH-T/D</span>.*?</tr>', page, re.S).group(0)
+    row = re.search(r'<span class="ref">CTH-T/D</span>.*?</tr>\s*<tr class="report-reason">.*?</tr>', page, re.S).group(
+        0
+    )
     assert "wrong phase" in row and "it is on L3, not L1 as configured" in row
     assert re.search(r'<td class="num">\d+\.\d{3}</td>', row)  # the current at sign-off
     assert "GW-T" in page and "PB-T" in page and "AC-CT-100A" in page
@@ -644,9 +649,30 @@ def test_it_renders_one_card_for_the_page_the_refresh_and_the_push(client, house
     )
     assert partial.content.decode().lstrip().startswith('<section id="card-validation"')
     pushed = broadcast.render_validate_cards(location, live.latest(location.pk))[True]
-    strip = lambda text: re.sub(
-        r'<input type="hidden" name="csrfmiddlewaretoken"[^>]*>|data-rendered="[^"]*"|\s+', "", text
-    )  # noqa: E731
+
+    def strip(text: str) -> str:  # the per-request CSRF fields and render time aside
+        return re.sub(r'<input type="hidden" name="csrfmiddlewaretoken"[^>]*>|data-rendered="[^"]*"|\s+', "", text)
+
     card = pushed[: pushed.index('<section id="card-troubleshooting"')]
     assert strip(partial.content.decode()) == strip(card)
     assert cards.VALIDATE_TEMPLATES["card-validation"] == "dashboard/_card_validation.html"
+
+
+def test_it_exports_the_report_as_a_pdf(client, house, installer, viewer):
+    pytest.importorskip("weasyprint")
+    location, token = house
+    stream(client, token, heat_pump_phase="L3")
+    client.force_login(installer)
+    client.post(f"/locations/{location.pk}/validate/sign-off/")
+    report = CommissioningReport.objects.get()
+    assert f'href="/locations/{location.pk}/reports/{report.pk}.pdf"' in (
+        client.get(f"/locations/{location.pk}/reports/{report.pk}/").content.decode()
+    )
+    response = client.get(f"/locations/{location.pk}/reports/{report.pk}.pdf")
+    assert response.status_code == 200 and response["Content-Type"] == "application/pdf"
+    assert (
+        response["Content-Disposition"] == f'attachment; filename="commissioning-report-{location.pk}-{report.pk}.pdf"'
+    )
+    assert response.content.startswith(b"%PDF-") and len(response.content) > 5_000
+    client.force_login(viewer)
+    assert client.get(f"/locations/{location.pk}/reports/{report.pk}.pdf").status_code == 403
