@@ -46,4 +46,31 @@
   document.addEventListener("htmx:wsOpen", function () { showStatus("Live", "open"); });
   document.addEventListener("htmx:wsClose", function () { showStatus("Reconnecting…", "closed"); });
   document.addEventListener("htmx:wsAfterMessage", tick);
+
+  // Buttons inside a pushed card (the installer's fix buttons, in [data-hold-pushes]): a push
+  // must neither swallow a click (the button replaced between press and release) nor drop the
+  // keyboard focus. While a pointer is pressed there, pushes are skipped (the next one, a second
+  // later, brings the news); a focused button is focused again after a push (same id).
+  var pressing = false;
+  var focusedId = null;
+  document.addEventListener("pointerdown", function (event) {
+    if (event.target.closest && event.target.closest("[data-hold-pushes]")) pressing = true;
+  });
+  function release() { setTimeout(function () { pressing = false; }, 400); }
+  document.addEventListener("pointerup", release);
+  document.addEventListener("pointercancel", release);
+  document.addEventListener("htmx:wsBeforeMessage", function (event) {
+    if (pressing) {
+      event.preventDefault();
+      return;
+    }
+    var active = document.activeElement;
+    focusedId = active && active.id && active.closest("[data-hold-pushes]") ? active.id : null;
+  });
+  document.addEventListener("htmx:wsAfterMessage", function () {
+    if (!focusedId) return;
+    var again = document.getElementById(focusedId);
+    if (again && again !== document.activeElement) again.focus();
+    focusedId = null;
+  });
 })();

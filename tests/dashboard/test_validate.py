@@ -676,3 +676,12 @@ def test_it_exports_the_report_as_a_pdf(client, house, installer, viewer):
     assert response.content.startswith(b"%PDF-") and len(response.content) > 5_000
     client.force_login(viewer)
     assert client.get(f"/locations/{location.pk}/reports/{report.pk}.pdf").status_code == 403
+
+
+def test_it_lists_reports_in_the_admin_read_only(client, house, staff):
+    location, _ = house
+    report = a_report(location)
+    client.force_login(staff)
+    page = client.get("/admin/devices/commissioningreport/").content.decode()
+    assert f'href="/locations/{location.pk}/reports/{report.pk}/"' in page
+    assert client.get("/admin/devices/commissioningreport/add/").status_code == 403

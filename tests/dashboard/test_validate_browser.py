@@ -156,8 +156,17 @@ def check_miswired_house(page, check_server: CheckServer, tmp_path) -> None:
     expect(detail).to_contain_text(re.compile(r"L3.*not L2"))  # the reason, in plain words
     page.screenshot(path=str(tmp_path / "validate.png"), full_page=True)
 
+    # A push while the installer is on the button keeps it focused (the card is replaced every second).
+    button = detail.get_by_role("button", name="Move to L3")
+    button.focus()
+    page.evaluate("window.pushes = 0; document.addEventListener('htmx:wsAfterMessage', () => window.pushes++)")
+    while page.evaluate("window.pushes") == 0:
+        check_server.post_miswired(heat_pump_on=False)
+        page.wait_for_timeout(600)
+    assert page.evaluate("document.activeElement.id") == "fix-cth-demo-0002d-phase"
+
     page.evaluate("window.sameDocument = true")
-    detail.get_by_role("button", name="Move to L3").click()
+    button.click()
     expect(page.locator("#fix-result .notice")).to_contain_text(
         "CTH-DEMO-0002/D (Heat pump) moved from L2 to L3 by admin (suggested by validation, confidence"
     )
