@@ -117,9 +117,9 @@ def rising_edges(v: np.ndarray, fs_hz: float) -> tuple[np.ndarray, np.ndarray]:
     kept = ok.nonzero()[0]
     before = before[kept]
     if before.size > 1:
-        apart = before[1:] - before[:-1] > quarter
-        if not np.logical_and.reduce(apart):
-            last = np.concatenate((apart, [True]))  # last of each cluster
+        gaps = before[1:] - before[:-1]
+        if np.minimum.reduce(gaps) <= quarter:
+            last = np.concatenate((gaps > quarter, [True]))  # last of each cluster
             kept, before = kept[last], before[last]
     crossing = around[kept]
     return before + crossing[:, 2] / (crossing[:, 2] - crossing[:, 3]), before

@@ -297,6 +297,9 @@ def _compute(
             _raise_not_finite(v_block, plan.voltage_keys, "voltage")
         combo_rms = np.sqrt(np.maximum(combo_ms * inv, 0.0))
         v_ln, v_ll, v_ref = combo_rms[plan.voltage_index]
+        combo_list = combo_rms.tolist()
+        v_ln_v = {label: combo_list[row] for label, row in plan.ln_summary}
+        v_ll_v = {label: combo_list[row] for label, row in plan.ll_summary}
 
         # Per CT, P, Q1 and E are bilinear in the CT's sums and its reference's:
         # P = <v i> - <v><i>, Q1 = 2/W^2 (R_c I_s - R_s I_c), E = (sum_consumed v i - cut <v><i>)
@@ -350,14 +353,13 @@ def _compute(
     energies = flows[2, :n_sums]
     imports = np.maximum(energies, 0.0)
     exports = imports - energies  # max(-E, 0), never -0.0
-    combo_list = combo_rms.tolist()
     return FrameResult(
         frequency_hz=window.frequency_hz,
         window_s=window.length / fs,
         n_cycles=window.n_cycles,
         energy_s=cut / fs,
-        v_ln_v={label: combo_list[row] for label, row in plan.ln_summary},
-        v_ll_v={label: combo_list[row] for label, row in plan.ll_summary},
+        v_ln_v=v_ln_v,
+        v_ll_v=v_ll_v,
         ct=CtArrays(
             v_ln_v=v_ln,
             v_ll_v=v_ll,
