@@ -277,10 +277,9 @@ def _compute(
         lo = min(max(first + 1, m), cut)
         core = basis[:, lo:cut] if lo >= m else basis[:, :0]
         edge = np.concatenate((basis[:, :lo], basis[:, cut:n]), axis=1)  # (nv + 3, n_edge)
-        consumed, window_w = (1.0, 1.0, 1.0, 0.0, 0.0, 0.0), (0.0, window.w_first, 1.0, 1.0, window.w_last, 0.0)
-        weights = np.array((consumed,) * nv + (window_w,) * (nv + 3), dtype).repeat(
-            (first, 1, lo - first - 1, last - cut, 1, n - last - 1), axis=1
-        )
+        weights = _weight_values(nv).astype(dtype)  # per row: consumed (v), window (v, cos, sin, 1)
+        weights[nv:, 1], weights[nv:, 4] = window.w_first, window.w_last
+        weights = weights.repeat((first, 1, lo - first - 1, last - cut, 1, n - last - 1), axis=1)
         edge_basis = edge[_edge_rows(nv)] * weights  # (2 nv + 3, n_edge)
         sums_v = edge[:nv] @ edge_basis[nv:].T + core[:nv] @ core.T  # window sums of v [v, cos, sin, 1]
         if dtype != np.float64:
@@ -318,7 +317,7 @@ def _compute(
         i_edge = _edge_columns(head_i, i_block, lo, cut)
         i_core = i_block[:, lo - m : cut - m] if lo >= m else i_block[:, :0]
         sums_edge = i_edge @ edge_basis.T  # (nc, 2 nv + 3)
-        sq_edge = np.vecdot(i_edge, i_edge * weights[nv])
+        sq_edge = (i_edge * i_edge) @ weights[nv]
         if dtype != np.float64:  # the sums in float32, the algebra in float64
             sums_edge, sq_edge = sums_edge.astype(np.float64), sq_edge.astype(np.float64)
         pqe_edge = np.matmul(sums_edge[:, None, :], pqe)
@@ -396,6 +395,15 @@ def _fold(nv: int) -> np.ndarray:
     fold[:nv, :nv] = fold[:nv, nv : 2 * nv] = np.eye(nv)
     fold[nv:, 2 * nv :] = np.eye(3)
     return _frozen(fold)
+
+
+@lru_cache(maxsize=8)
+def _weight_values(nv: int) -> np.ndarray:
+    """Weights of the edges' basis rows over the spans ``[0, first)``, ``first``, ``(first, lo)``,
+    ``[cut, last)``, ``last``, ``(last, n)``: 1 before ``cut`` for the consumed rows; 0, ``w_first``
+    (set per frame), 1, 1, ``w_last`` (set per frame), 0 for the window's."""
+    values = np.array(((1.0, 1.0, 1.0, 0.0, 0.0, 0.0),) * nv + ((0.0, 0.0, 1.0, 1.0, 0.0, 0.0),) * (nv + 3))
+    return _frozen(values)
 
 
 @lru_cache(maxsize=8)
