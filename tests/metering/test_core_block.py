@@ -88,15 +88,22 @@ def test_it_ignores_cts_of_the_frame_outside_the_configuration(where):
     assert_same(compute_frame(voltages, currents, FS, CONFIG), compute_frame(frame.voltages, separate, FS, CONFIG))
 
 
-def test_it_does_not_take_rows_of_a_block_for_a_block_when_they_are_not():
+def test_it_copies_rows_of_one_array_that_are_not_its_consecutive_rows():
     frame = signals()
     block = np.array([*frame.voltages.values(), *frame.currents.values()])
     flat = block.ravel()
     n = block.shape[1]
-    # Same base, but the third current starts half a row later: no view may span these.
+    # Same base, but the third current starts 7 samples later: no view may span these.
     rows = [flat[k * n : (k + 1) * n] for k in range(3, 5)] + [flat[5 * n + 7 : 6 * n + 7], flat[6 * n : 7 * n]]
     _, i_source = _fast_blocks(list(frame.voltages.values()), rows)
     assert isinstance(i_source, list)
+    # One row apart, but each straddling two rows of the base.
+    rows = [flat[k * n + 7 : (k + 1) * n + 7] for k in range(3, 7)]
+    _, i_source = _fast_blocks(list(frame.voltages.values()), rows)
+    assert isinstance(i_source, list)
+    result = compute_frame(frame.voltages, dict(zip(CTS, rows)), FS, CONFIG)
+    separate = compute_frame(frame.voltages, {ct: row.copy() for ct, row in zip(CTS, rows)}, FS, CONFIG)
+    np.testing.assert_array_equal(result.ct.p_w, separate.ct.p_w)
     strided = block[:, ::2]
     _, i_source = _fast_blocks(list(strided[:3]), list(strided[3:]))
     assert isinstance(i_source, list)
@@ -130,33 +137,23 @@ def test_it_names_a_bad_sample_of_a_block_frame():
         compute_frame(voltages, currents, FS, CONFIG)
 
 
-def test_compute_block_gives_what_compute_frame_gives():
+def test_it_gives_from_blocks_what_it_gives_from_mappings():
     frame = signals(extra=("CTH-0002/A",))
-    v_block = np.array(list(frame.voltages.values()))
     ids = (*CTS, "CTH-0002/A")
+    v_block = np.array(list(frame.voltages.values()))
     i_block = np.array([frame.currents[ct] for ct in ids])
+
+    def part(columns: slice) -> tuple[dict, dict]:
+        return {k: v[columns] for k, v in frame.voltages.items()}, {ct: c[columns] for ct, c in frame.currents.items()}
+
     first = compute_block(v_block[:, :3000], ("L1", "L2", "L3"), i_block[:, :3000], ids, FS, CONFIG)
-    again = compute_frame(
-        {k: v[:3000] for k, v in frame.voltages.items()},
-        frame.currents and {ct: c[:3000] for ct, c in frame.currents.items()},
-        FS,
-        CONFIG,
-    )
+    again = compute_frame(*part(slice(0, 3000)), FS, CONFIG)
     assert_same(first, again)
     second = compute_block(v_block[:, 3000:], ("L1", "L2", "L3"), i_block[:, 3000:], ids, FS, CONFIG, first.carry)
-    assert_same(
-        second,
-        compute_frame(
-            {k: v[3000:] for k, v in frame.voltages.items()},
-            {ct: c[3000:] for ct, c in frame.currents.items()},
-            FS,
-            CONFIG,
-            again.carry,
-        ),
-    )
+    assert_same(second, compute_frame(*part(slice(3000, None)), FS, CONFIG, again.carry))
 
 
-def test_compute_block_takes_rows_by_name_in_any_order():
+def test_it_takes_block_rows_by_name_in_any_order():
     frame = signals()
     ids = (CTS[2], CTS[0], CTS[3], CTS[1])
     result = compute_block(
@@ -170,7 +167,7 @@ def test_compute_block_takes_rows_by_name_in_any_order():
     assert_same(result, compute_frame(frame.voltages, frame.currents, FS, CONFIG))
 
 
-def test_compute_block_names_what_is_wrong():
+def test_it_names_what_is_wrong_with_blocks():
     frame = signals()
     v_block = np.array(list(frame.voltages.values()))
     i_block = np.array([frame.currents[ct] for ct in CTS])
