@@ -98,7 +98,7 @@ def test_it_copies_rows_of_one_array_that_are_not_its_consecutive_rows():
     _, i_source = _fast_blocks(list(frame.voltages.values()), rows)
     assert isinstance(i_source, list)
     # One row apart, but each straddling two rows of the base.
-    rows = [flat[k * n + 7 : (k + 1) * n + 7] for k in range(3, 7)]
+    rows = [flat[k * n + 7 : (k + 1) * n + 7] for k in range(2, 6)]
     _, i_source = _fast_blocks(list(frame.voltages.values()), rows)
     assert isinstance(i_source, list)
     result = compute_frame(frame.voltages, dict(zip(CTS, rows)), FS, CONFIG)
