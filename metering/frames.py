@@ -131,6 +131,9 @@ class SampleFrame:
     voltages: dict[str, np.ndarray]
     currents: dict[str, np.ndarray]
     inputs: dict[str, InputReading] = field(default_factory=dict)
+    # The decoded (channels, samples) block behind ``voltages`` then ``currents``, in key
+    # order, read-only; None for a frame built by hand. Lets the core read it without copying.
+    block: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def n_samples(self) -> int:
@@ -691,4 +694,5 @@ def _assemble(
         voltages=dict(channels[:n_voltages]),
         currents=dict(channels[n_voltages:]),
         inputs=inputs,
+        block=block,
     )

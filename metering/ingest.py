@@ -30,7 +30,7 @@ from django.utils import timezone
 
 from devices.models import Event, Gateway, PowerBox
 from metering import live
-from metering.core import Carry, FrameResult, MeterConfig, compute_frame
+from metering.core import Carry, FrameResult, MeterConfig, compute_block, compute_frame
 from metering.frames import FrameError, SampleFrame
 from metering.installed import Installed, installed
 from metering.models import InputCount, LoadEnergy, LocationEnergy, PowerBoxState
@@ -142,6 +142,12 @@ def ingest_frames(gateway: Gateway, frames: list[SampleFrame]) -> BatchOutcome:
 
 def _compute(frame: SampleFrame, meter: MeterConfig, carry: Carry | None) -> FrameResult:
     try:
+        if frame.block is not None:  # decoded frames: the core reads the block in place
+            n_voltages = len(frame.voltages)
+            return compute_block(
+                frame.block[:n_voltages], tuple(frame.voltages), frame.block[n_voltages:], tuple(frame.currents),
+                frame.fs_hz, meter, carry,
+            )
         return compute_frame(frame.voltages, frame.currents, frame.fs_hz, meter, carry)
     except ValueError as exc:
         raise IngestError(str(exc), None) from exc
