@@ -20,6 +20,10 @@ Then, back to back, with the same number of sockets and groups:
    ``/bench/send``, which makes, from the event loop, a ``group_send`` of a fragment of the size
    the live cards had in phase 1: what Channels itself costs, under the same daphne and layer.
 
+With ``--consumer-phase``, a third phase between them sends the baseline's fragments as
+``card.update`` to the location groups, so the real ``LocationConsumer`` (session, origin check,
+its ``dispatch``) is measured without ingest: the consumer's share of the difference.
+
 Latency is from the wall time just before a frame's POST (recorded by the load generator) to
 the arrival at each client of the fragment carrying that frame's time (``data-t`` of its root
 element). Expected messages are the frames ingested times the clients of their location, less
@@ -467,7 +471,18 @@ async def run_phase(
             received.add((number, k))
             sizes.append(length)
             latencies.append(arrival - sent_at)
+    sent_k: dict[int, list[int]] = {}
+    for index, k in sent.times:
+        sent_k.setdefault(index, []).append(k)
+    missing = [  # which frame a coalescing site dropped is not known here
+        (browser.site.pk, k)
+        for number, browser in enumerate(browsers)
+        if browser.site.index not in skipped
+        for k in sent_k.get(browser.site.index, [])
+        if (number, k) not in received
+    ]
     return {
+        "lost_examples": sorted(missing)[:10],
         "sockets": len(browsers),
         "sockets_wanted": sum(site.clients for site in sites),
         "sockets_refused": dict(refused),
@@ -504,6 +519,7 @@ async def run_layer(
     samples: int,
     connections: int,
     profile_dir: str | None,
+    consumer_phase: bool = False,
 ) -> dict:
     duration_s = samples / FS_HZ
     t0 = float(int(time.time()) - 1)  # frame k has t = t0 + k: a second old when it is sent
@@ -560,6 +576,25 @@ async def run_layer(
         duration_s=duration_s,
     )
     report = {"ingest": live, "baseline": baseline}
+    if consumer_phase:
+
+        async def card_update(connection: HttpConnection, site: Site, k: int) -> bool | str:
+            status, _ = await connection.request(
+                "POST", f"/bench/send?to=location&group={site.pk}&t={t0 + k + duration_s:.3f}&size={size}"
+            )
+            return True if status == 204 else f"HTTP {status}"
+
+        report["consumer"] = await run_phase(
+            server,
+            sites,
+            seconds,
+            connections,
+            path="/ws/locations/{pk}/",
+            cookie=cookie,
+            request=card_update,
+            t0=t0,
+            duration_s=duration_s,
+        )
     if live["p99_ms"] is not None and baseline["p99_ms"]:
         report["p99_ratio"] = live["p99_ms"] / baseline["p99_ms"]
     if profile_dir:  # both phases again, profiled; the frames follow phase 1's
@@ -613,53 +648,63 @@ def targets(report: dict) -> tuple[bool, list[str]]:
     return all(ok for ok, _ in checks), [("ok: " if ok else "MISSED: ") + text for ok, text in checks]
 
 
-def print_layer(name: str, report: dict) -> None:
-    live, base = report["ingest"], report["baseline"]
+PHASE_TITLES = {
+    "ingest": "ingest -> live cards",
+    "consumer": "LocationConsumer, no ingest",
+    "baseline": "baseline: bare consumer",
+}
 
-    def both(fn) -> tuple[str, str]:
-        return fn(live), fn(base)
+
+def print_layer(name: str, report: dict) -> None:
+    phases = [phase for phase in PHASE_TITLES if phase in report]
+    live = report["ingest"]
+
+    def each(fn) -> list[str]:
+        return [fn(report[phase]) for phase in phases]
 
     def failed(phase: dict) -> str:
         return ", ".join(f"{count:,} {why}" for why, count in phase["frames_failed"].items()) or "0"
 
     def cpu(phase: dict) -> str:
         return (
-            f"{phase['daphne_cpu_s']:.1f} s in {phase['wall_s']:.1f} s "
-            f"(loop thread {phase['daphne_loop_thread_cpu_s']:.1f} s)"
+            f"{phase['daphne_cpu_s']:.1f} s in {phase['wall_s']:.1f} s (loop {phase['daphne_loop_thread_cpu_s']:.1f})"
         )
 
     print(f"\n== {name} layer: {report['backend']}")
     rows = [
-        ("", "ingest -> live cards", "baseline: bare consumer"),
-        ("sockets connected", *both(lambda p: f"{p['sockets']} of {p['sockets_wanted']}")),
+        ("", *[PHASE_TITLES[phase] for phase in phases]),
+        ("sockets connected", *each(lambda p: f"{p['sockets']} of {p['sockets_wanted']}")),
+        ("frames / group_sends sent", *each(lambda p: f"{p['frames_sent']:,} of {p['frames_offered']:,}")),
+        ("  per second", *each(lambda p: f"{p['frames_per_s']:.0f}")),
+        ("  failed or not sent", *each(failed)),
         (
-            "frames / group_sends sent",
-            *both(lambda p: f"{p['frames_sent']:,} of {p['frames_offered']:,} ({p['frames_per_s']:.0f}/s)"),
+            "  coalesced by the server",
+            *each(lambda p: f"{p['frames_coalesced']:,} ({p['messages_coalesced']:,} messages)"),
         ),
-        ("  failed or not sent", *both(failed)),
-        ("  coalesced by the server", f"{live['frames_coalesced']:,} ({live['messages_coalesced']:,} messages)", "-"),
-        ("messages expected", *both(lambda p: f"{p['messages_expected']:,}")),
-        ("messages received", *both(lambda p: f"{p['messages_received']:,}")),
-        ("messages lost", *both(lambda p: f"{p['messages_lost']:,}")),
-        ("fragment size", *both(lambda p: f"{fmt(p['fragment_chars'], 0)} chars")),
+        ("messages expected", *each(lambda p: f"{p['messages_expected']:,}")),
+        ("messages received", *each(lambda p: f"{p['messages_received']:,}")),
+        ("messages lost", *each(lambda p: f"{p['messages_lost']:,}")),
+        ("fragment size", *each(lambda p: f"{fmt(p['fragment_chars'], 0)} chars")),
         (
-            "latency p50 / p99 / max",
-            *both(lambda p: " / ".join(fmt(p[k]) for k in ("p50_ms", "p99_ms", "max_ms")) + " ms"),
+            "latency p50 / p99 / max [ms]",
+            *each(lambda p: " / ".join(fmt(p[k]) for k in ("p50_ms", "p99_ms", "max_ms"))),
         ),
-        ("load generator send lag p99", *both(lambda p: f"{fmt(p['send_lag_p99_ms'])} ms")),
-        ("daphne CPU", *both(cpu)),
-        ("  per delivered message", *both(lambda p: f"{fmt(p['daphne_cpu_ms_per_message'], 2)} ms")),
-        ("load generator + clients CPU", *both(lambda p: f"{p['load_generator_cpu_s']:.1f} s")),
+        ("load generator send lag p99", *each(lambda p: f"{fmt(p['send_lag_p99_ms'])} ms")),
+        ("daphne CPU", *each(cpu)),
+        ("  per delivered message", *each(lambda p: f"{fmt(p['daphne_cpu_ms_per_message'], 2)} ms")),
+        ("load generator + clients CPU", *each(lambda p: f"{p['load_generator_cpu_s']:.1f} s")),
     ]
-    for label, a, b in rows:
-        print(f"{label:<30}{a:<40}{b}")
+    for label, *cells in rows:
+        print(f"{label:<30}" + "".join(f"{cell:<31}" for cell in cells).rstrip())
     if live["messages_other"]:
         print(f"(and {live['messages_other']} messages without data-t: the events card)")
-    for phase, figures in (("ingest", live), ("baseline", base)):
-        for why, count in figures["sockets_refused"].items():
+    for phase in phases:
+        for why, count in report[phase]["sockets_refused"].items():
             print(f"({phase}: {count} sockets refused: {why})")
-    if live["messages_unmatched"] or base["messages_unmatched"]:
-        print(f"(unmatched messages: {live['messages_unmatched']} / {base['messages_unmatched']})")
+        if report[phase]["messages_unmatched"]:
+            print(f"({phase}: {report[phase]['messages_unmatched']} unmatched messages)")
+        if report[phase]["messages_lost"]:
+            print(f"({phase}: lost, e.g. (location, frame): {report[phase]['lost_examples']})")
     for line, count in report["server_errors"].items():
         print(f"(daphne logged {count}x: {line})")
     met, verdicts = targets(report)
@@ -723,6 +768,11 @@ def main(argv: list[str] | None = None) -> dict:
         "--http-connections", type=int, default=8, help="keep-alive connections the frames are sent over"
     )
     parser.add_argument("--samples", type=int, default=SAMPLES, help="samples per channel of each frame (6,400 Hz)")
+    parser.add_argument(
+        "--consumer-phase",
+        action="store_true",
+        help="a third phase: the baseline's server-side group_send to the real LocationConsumer (no ingest)",
+    )
     parser.add_argument("--json", help="also write the report to this file")
     parser.add_argument("--profile", metavar="DIR", help="profile a third run of the ingest phase and print it")
     args = parser.parse_args(argv)
@@ -777,7 +827,16 @@ def main(argv: list[str] | None = None) -> dict:
                 os.makedirs(profile_dir, exist_ok=True)
             try:
                 result = asyncio.run(
-                    run_layer(server, sites, cookie, args.seconds, args.samples, args.http_connections, profile_dir)
+                    run_layer(
+                        server,
+                        sites,
+                        cookie,
+                        args.seconds,
+                        args.samples,
+                        args.http_connections,
+                        profile_dir,
+                        args.consumer_phase,
+                    )
                 )
             finally:
                 server.stop()

@@ -7,7 +7,8 @@ Everything of :data:`config.asgi.application` is served unchanged; on top, for t
   Channels costs to deliver a ``group_send``.
 - ``POST /bench/send?group=<id>&t=<data-t>&size=<bytes>``: ``group_send`` to ``bench.<id>`` of a
   fragment of ``size`` bytes whose root element carries ``data-t`` like a live card, answered
-  ``204`` once sent. Handled in the event loop, without Django.
+  ``204`` once sent. Handled in the event loop, without Django. With ``&to=location`` the same
+  fragment goes to ``location.<id>`` as a ``card.update``: the real consumer without ingest.
 - ``GET /bench/stats``: frames that reached :func:`dashboard.broadcast.push_live` and those it
   coalesced (dropped because the location's cards were pushed less than a second before), per
   location, as JSON.
@@ -176,7 +177,11 @@ async def bench_http(scope, receive, send) -> None:
     await _read_body(receive)
     if path == "/bench/send":
         html = fragment(query["t"], int(query["size"]))
-        await get_channel_layer().group_send(bench_group(int(query["group"])), {"type": "bench.update", "html": html})
+        if query.get("to") == "location":
+            group, event = broadcast.group_name(int(query["group"])), {"type": "card.update", "html": html}
+        else:
+            group, event = bench_group(int(query["group"])), {"type": "bench.update", "html": html}
+        await get_channel_layer().group_send(group, event)
         await _respond(send, 204)
     elif path == "/bench/stats":
         body = {"frames": dict(_frames), "coalesced": dict(_coalesced)}

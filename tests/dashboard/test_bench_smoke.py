@@ -16,7 +16,7 @@ from dashboard import bench
 
 REPO = Path(bench.__file__).resolve().parent.parent
 PHASE_KEYS = {
-    "sockets", "sockets_wanted", "sockets_refused", "frames_offered", "frames_sent", "frames_per_s", "frames_failed",
+    "lost_examples", "sockets", "sockets_wanted", "sockets_refused", "frames_offered", "frames_sent", "frames_per_s", "frames_failed",
     "frames_coalesced", "messages_coalesced", "messages_expected", "messages_received", "messages_lost",
     "messages_unmatched", "messages_other", "fragment_chars", "p50_ms", "p99_ms", "max_ms",
     "send_lag_p99_ms", "wall_s", "daphne_cpu_s", "daphne_loop_thread_cpu_s", "daphne_cpu_ms_per_message",
@@ -30,10 +30,10 @@ def test_it_spreads_fractional_clients_per_location_evenly():
     assert sum(bench.clients_per_site(200, 2.5)) == 500
 
 
-def test_it_reports_both_workloads_without_losing_a_message(tmp_path):
+def test_it_reports_every_workload_without_losing_a_message(tmp_path):
     report_path = tmp_path / "report.json"
     env = {name: value for name, value in os.environ.items() if name not in {"DJANGO_SETTINGS_MODULE", "VAR_DIR"}}
-    args = ["--locations", "3", "--clients-per-location", "2", "--seconds", "3", "--layer", "memory"]
+    args = "--locations 3 --clients-per-location 2 --seconds 3 --layer memory --consumer-phase".split()
     run = subprocess.run(
         [sys.executable, "-m", "dashboard.bench", *args, "--json", str(report_path)],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
@@ -43,7 +43,7 @@ def test_it_reports_both_workloads_without_losing_a_message(tmp_path):
     report = orjson.loads(report_path.read_bytes())
     assert set(report["layers"]) == {"memory"}
     layer = report["layers"]["memory"]
-    for phase in ("ingest", "baseline"):
+    for phase in ("ingest", "consumer", "baseline"):
         figures = layer[phase]
         assert PHASE_KEYS <= set(figures), PHASE_KEYS - set(figures)
         assert figures["sockets"] == figures["sockets_wanted"] == 6
@@ -54,7 +54,10 @@ def test_it_reports_both_workloads_without_losing_a_message(tmp_path):
         assert figures["messages_lost"] == 0
         assert figures["messages_unmatched"] == 0
         assert figures["p99_ms"] is not None
-    assert layer["ingest"]["fragment_chars"] == layer["baseline"]["fragment_chars"]
+    assert (
+        layer["ingest"]["fragment_chars"] == layer["consumer"]["fragment_chars"] == layer["baseline"]["fragment_chars"]
+    )
     assert layer["server_errors"] == {}
     assert "p99_ratio" in layer and "targets_met" in layer
-    assert "ingest -> live cards" in run.stdout and "baseline: bare consumer" in run.stdout
+    for title in ("ingest -> live cards", "LocationConsumer, no ingest", "baseline: bare consumer"):
+        assert title in run.stdout
