@@ -101,11 +101,16 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            # redis-py 8 changed two defaults channels_redis 4.3 relies on (django/channels_redis#422):
+            # a 5 s socket timeout, which cuts the layer's blocking 5 s BZPOPMIN (TimeoutError: an
+            # idle browser socket is closed within seconds), and pools capped at 100 connections
+            # that raise rather than wait, when every browser joining or leaving a group takes
+            # one and, after a restart, hundreds of them reconnect at once.
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": None, "max_connections": 1000}]},
         }
     }
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CHANNEL_LAYERS = {"default": {"BACKEND": "config.layers.InMemoryChannelLayer"}}
 
 # Latest live values are shared through the cache: Redis when configured, else this process.
 if REDIS_URL:

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
 from django.dispatch import Signal
 from django.utils import timezone
@@ -43,6 +44,7 @@ def request_relay(relay: Relay, on: bool, minutes: int | None = None, user=None)
             raise CommandError(f"timed switch-on lasts {', '.join(map(str, TIMED_MINUTES))} minutes, not {minutes}")
     until = timezone.now() + timedelta(minutes=minutes) if minutes else None
     command = RelayCommand.objects.create(relay=relay, on=on, until=until, requested_by=user)
+    cache.set(_pending_key(relay.module.location_id), True, timeout=PENDING_FOR.total_seconds())
     gateway = Gateway.objects.get(location_id=relay.module.location_id)
     transaction.on_commit(lambda: deliver(gateway, command))
     return command
@@ -64,7 +66,14 @@ def deliver(gateway: Gateway, command: RelayCommand) -> None:
             log.warning("could not publish command %s over MQTT: %s", command.pk, exc)
 
 
+def _pending_key(location_id: int) -> str:
+    return f"relay-commands-pending:{location_id}"
+
+
 def pending_for(gateway: Gateway) -> list[dict]:
+    # Every HTTP frame asks; a cache flag set with each command spares the query when none waits.
+    if not cache.get(_pending_key(gateway.location_id)):
+        return []
     since = timezone.now() - PENDING_FOR
     commands = RelayCommand.objects.filter(
         relay__module__location_id=gateway.location_id, status=RelayCommand.PENDING, requested_at__gte=since

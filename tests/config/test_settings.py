@@ -23,6 +23,7 @@ print(json.dumps({
     "engine": settings.DATABASES["default"]["ENGINE"],
     "db_name": str(settings.DATABASES["default"]["NAME"]),
     "layer": settings.CHANNEL_LAYERS["default"]["BACKEND"],
+    "layer_config": settings.CHANNEL_LAYERS["default"].get("CONFIG"),
     "mqtt": settings.MQTT_URL,
     "debug": settings.DEBUG,
     "hosts": settings.ALLOWED_HOSTS,
@@ -48,7 +49,7 @@ def test_it_defaults_to_sqlite_and_the_in_memory_layer(tmp_path):
     values = loaded(load_settings(tmp_path, SECRET_KEY="x"))
     assert values["engine"] == "django.db.backends.sqlite3"
     assert values["db_name"].startswith(str(tmp_path))
-    assert values["layer"] == "channels.layers.InMemoryChannelLayer"
+    assert values["layer"] == "config.layers.InMemoryChannelLayer"
     assert values["mqtt"] is None
     assert values["debug"] is False
     assert values["tz"] == "UTC"
@@ -67,6 +68,9 @@ def test_it_uses_postgres_redis_and_mqtt_from_the_variables(tmp_path):
     assert values["engine"] == "django.db.backends.postgresql"
     assert values["db_name"] == "test"
     assert values["layer"] == "channels_redis.core.RedisChannelLayer"
+    # redis-py 8 defaults would cut the layer's blocking reads and cap its pool (see settings)
+    [host] = values["layer_config"]["hosts"]
+    assert host == {"address": "redis://127.0.0.1:6379/0", "socket_timeout": None, "max_connections": 1000}
     assert values["mqtt"] == "mqtt://127.0.0.1:1883"
 
 

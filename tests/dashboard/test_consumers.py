@@ -103,6 +103,31 @@ def test_it_sends_what_the_broadcast_rendered_to_every_member(client, house, own
     assert async_to_sync(run)() == ('<section id="card-live-values">hello</section>',) * 2
 
 
+def test_it_forwards_cards_without_a_trip_to_the_database_thread(client, house, owner, monkeypatch):
+    location, _ = house
+    communicator = socket(client, location.pk, owner)
+    trips = []
+
+    async def close_old_connections():
+        trips.append(1)
+
+    monkeypatch.setattr("channels.consumer.aclose_old_connections", close_old_connections)
+
+    async def run():
+        await communicator.connect(timeout=5)
+        try:
+            before = len(trips)  # connecting went through Channels' dispatch
+            await sync_to_async(broadcast.send)(location.pk, '<section id="card-live-values">hello</section>')
+            return before, await communicator.receive_from(timeout=5)
+        finally:
+            await communicator.disconnect()
+
+    before, received = async_to_sync(run)()
+    assert before == 1
+    assert received == '<section id="card-live-values">hello</section>'
+    assert len(trips) == 2  # the disconnect, not the card
+
+
 def test_it_pushes_relay_states_and_events_when_the_device_acknowledges(client, house, owner):
     location, token = house
     relay = Relay.objects.get(module__location=location, number="1")

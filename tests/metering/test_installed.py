@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import pytest
+from django.core.cache import cache
+from django.db.models.signals import post_save
+
+from devices.models import LoadCt
+from metering import installed as installed_module
+from metering.installed import VERSION_KEY, installed
+from tests.factories import make_location
+
+pytestmark = pytest.mark.django_db
+
+
+def test_it_reloads_an_installation_another_process_changed(django_assert_num_queries):
+    location, _ = make_location()
+    first = installed(location.pk)
+    with django_assert_num_queries(0):
+        assert installed(location.pk) is first
+
+    # Another process saved a change: only the shared version moved, not this process's copy.
+    receivers = post_save.receivers
+    post_save.receivers = []
+    try:
+        LoadCt.objects.filter(ct_input__letter="D").update(phase="L3")
+    finally:
+        post_save.receivers = receivers
+    assert installed(location.pk) is first  # an update() sends no signal: still the cached copy
+    cache.set(VERSION_KEY, cache.get(VERSION_KEY, 0) + 1)
+    reloaded = installed(location.pk)
+    assert reloaded is not first
+    assert [ch.phase for ch in reloaded.meter.channels if ch.ct.endswith("/D")] == ["L3"]
+
+
+def test_it_forgets_at_once_when_this_process_saves_a_change():
+    location, _ = make_location()
+    first = installed(location.pk)
+    ct = LoadCt.objects.get(ct_input__letter="D")
+    ct.phase = "L2"
+    ct.save()
+    assert installed(location.pk) is not first
+    assert installed_module._cache[location.pk][2].meter.channels[-1].phase == "L2"
