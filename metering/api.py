@@ -16,7 +16,7 @@ from django.views.decorators.http import require_GET, require_POST
 from devices.models import Event, Gateway, Location
 from metering import commands, live
 from metering.auth import gateway_for
-from metering.frames import MAX_FRAME_BYTES, FrameError, frame_from_dict, parse_json
+from metering.frames import MAX_FRAME_BYTES, FrameError, parse_frames
 from metering.ingest import IngestError, ingest_frames
 
 log = logging.getLogger(__name__)
@@ -52,16 +52,7 @@ def ingest(request: HttpRequest) -> JsonResponse:
     if length > MAX_FRAME_BYTES:
         return error(f"frame too large: {length} bytes, limit {MAX_FRAME_BYTES}", None, 413)
     try:
-        docs = parse_json(request.body)
-        frames = []
-        for index, doc in enumerate(docs):
-            try:
-                frames.append(frame_from_dict(doc))
-            except FrameError as problem:
-                if len(docs) > 1:
-                    problem.field = f"[{index}].{problem.field}" if problem.field else f"[{index}]"
-                raise
-        outcome = ingest_frames(gateway, frames)
+        outcome = ingest_frames(gateway, parse_frames(request.body))
     except IngestError as problem:
         record_invalid_frame(gateway, problem, "HTTP")
         return error(problem.message, problem.field, problem.status)

@@ -9,7 +9,7 @@ acknowledges, so the page never shows a state the hardware does not have.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -135,6 +135,3 @@ def _int(value) -> int | None:
     except (TypeError, ValueError):
         return None
 
-
-def as_datetime(unix: float | None) -> datetime | None:
-    return None if unix is None else datetime.fromtimestamp(unix, tz=UTC)

@@ -62,7 +62,6 @@ class Receipt:
 @dataclass
 class BatchOutcome:
     receipts: list[Receipt] = field(default_factory=list)
-    live_changed: bool = False
 
 
 class IngestError(FrameError):
@@ -134,9 +133,7 @@ def ingest_frames(gateway: Gateway, frames: list[SampleFrame]) -> BatchOutcome:
             raise
     outcome = BatchOutcome()
     for frame in frames:
-        receipt, changed = _ingest_one(gateway, setup, frame)
-        outcome.receipts.append(receipt)
-        outcome.live_changed |= changed
+        outcome.receipts.append(_ingest_one(gateway, setup, frame))
     return outcome
 
 
@@ -167,7 +164,7 @@ def metered_part(setup: Installed, frame: SampleFrame) -> tuple[MeterConfig, tup
     return setup.meter_with(present), tuple(missing)
 
 
-def _ingest_one(gateway: Gateway, setup: Installed, frame: SampleFrame) -> tuple[Receipt, bool]:
+def _ingest_one(gateway: Gateway, setup: Installed, frame: SampleFrame) -> Receipt:
     powerbox_id = setup.powerbox_id
     meter, missing_modules = metered_part(setup, frame)
     with _carry_lock:
@@ -184,7 +181,7 @@ def _ingest_one(gateway: Gateway, setup: Installed, frame: SampleFrame) -> tuple
         renumbered = _renumbered(state, window, arrival, frame)
         if arrival is Arrival.DUPLICATE and not renumbered:
             PowerBoxState.objects.filter(pk=state.id).update(duplicates=F("duplicates") + 1)
-            return Receipt(frame.seq, "duplicate"), False
+            return Receipt(frame.seq, "duplicate")
         now = timezone.now()
         events: list[Event] = []
         if renumbered:
@@ -256,7 +253,7 @@ def _ingest_one(gateway: Gateway, setup: Installed, frame: SampleFrame) -> tuple
         with _carry_lock:
             _carries[powerbox_id] = (frame.seq, meter, result.carry)
         live.publish(setup, frame, result, state.inputs)
-    return receipt, newest
+    return receipt
 
 
 # The state row is read and written with plain SQL and orjson: it is the one row every frame
