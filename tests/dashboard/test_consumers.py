@@ -8,13 +8,12 @@ import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
-from django.test import Client
 
-from config.asgi import application
 from dashboard import broadcast
 from devices.models import Relay
 from metering.models import RelayCommand
 from tests.dashboard.conftest import ingest
+from tests.dashboard.sockets import browser_socket, try_connect
 from tests.factories import star_frame
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -22,21 +21,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def socket(client, location_id: int, user=None, origin: bytes = b"http://testserver") -> WebsocketCommunicator:
     """A browser's socket: signed in as ``user`` (its own session) or anonymous."""
-    headers = [(b"origin", origin)]
-    if user is not None:
-        session = Client()
-        session.force_login(user)
-        headers.append((b"cookie", f"sessionid={session.cookies['sessionid'].value}".encode()))
-    return WebsocketCommunicator(application, f"/ws/locations/{location_id}/", headers=headers)
-
-
-def try_connect(communicator: WebsocketCommunicator) -> bool:
-    async def attempt():
-        connected, _ = await communicator.connect(timeout=5)
-        await communicator.disconnect()
-        return connected
-
-    return async_to_sync(attempt)()
+    return browser_socket(f"/ws/locations/{location_id}/", user, origin)
 
 
 def test_it_refuses_anonymous_and_stranger_sockets(client, house, stranger):

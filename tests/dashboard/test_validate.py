@@ -18,6 +18,7 @@ from dashboard import broadcast, cards
 from devices.models import CommissioningReport, Event, LoadCt
 from metering import live, validation
 from tests.dashboard.conftest import ingest
+from tests.dashboard.sockets import browser_socket, try_connect
 from tests.factories import make_location, star_frame
 
 pytestmark = pytest.mark.django_db
@@ -547,21 +548,7 @@ def test_it_pushes_the_validate_cards_only_while_a_page_is_open(house, sent):
 
 
 def socket(location_id: int, user=None, origin: bytes = b"http://testserver") -> WebsocketCommunicator:
-    headers = [(b"origin", origin)]
-    if user is not None:
-        session = Client()
-        session.force_login(user)
-        headers.append((b"cookie", f"sessionid={session.cookies['sessionid'].value}".encode()))
-    return WebsocketCommunicator(application, f"/ws/locations/{location_id}/validate/", headers=headers)
-
-
-def try_connect(communicator: WebsocketCommunicator) -> bool:
-    async def attempt():
-        connected, _ = await communicator.connect(timeout=5)
-        await communicator.disconnect()
-        return connected
-
-    return async_to_sync(attempt)()
+    return browser_socket(f"/ws/locations/{location_id}/validate/", user, origin)
 
 
 @pytest.mark.django_db(transaction=True)
