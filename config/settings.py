@@ -28,6 +28,7 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"] if
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
+    "config",  # first: its runserver (daphne's, with larger request-body pieces) wins
     "daphne",
     "django.contrib.admin",
     "django.contrib.auth",

@@ -178,7 +178,7 @@ class Server:
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
                 # -v 0: no access log (the project's runserver logs requests at WARNING only).
-                [sys.executable, "-m", "daphne", "-v", "0", "-b", "127.0.0.1", "-p", str(self.port), ASGI_APP],
+                [sys.executable, "-m", "config.server", "-v", "0", "-b", "127.0.0.1", "-p", str(self.port), ASGI_APP],
                 cwd=REPO,
                 env=env,
                 stdout=log,
