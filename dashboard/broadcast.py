@@ -63,6 +63,7 @@ from django.template.loader import render_to_string
 from dashboard import cards
 from devices.models import Event, Location
 from metering import live
+from metering.installed import installed
 
 log = logging.getLogger(__name__)
 
@@ -190,8 +191,9 @@ def push_live(location_id: int, values: dict, now: float | None = None) -> bool:
     now = time.monotonic() if now is None else now
     if not _due(location_id, "live", LIVE_EVERY_S - ARRIVAL_JITTER_S, now):
         return False
-    location = Location.objects.filter(pk=location_id).first()
-    if location is None:
+    try:  # ingest has just used the installation, so its cached row is there: no query per push
+        location = installed(location_id).location
+    except Location.DoesNotExist:
         return False
     send(location_id, render_live_cards(location, values))
     return True

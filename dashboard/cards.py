@@ -20,13 +20,16 @@ from django.urls import reverse
 from django.utils import timezone
 
 from dashboard import usage
-from devices.models import DigitalInput, Event, LoadCt, Location, Relay
+from devices.models import Event, LoadCt, Location, Relay
 from metering.commands import PENDING_FOR, TIMED_MINUTES
-from metering.ingest import OFFLINE_AFTER_S
+from metering import installed
+from metering.ingest import BUCKET_S, OFFLINE_AFTER_S
 from metering.models import InputCount, LocationEnergy, RelayCommand
 
 # A card whose data is older than this says so ("no data for 42 s").
 STALE_AFTER_S = 10.0
+# Today's pulse totals are summed from the database at most this often (ingest flushes every 30 s).
+TODAY_KEEP_S = 10.0
 EVENTS_PER_PAGE = 20
 
 TEMPLATES = {
@@ -103,13 +106,21 @@ def always_on_today_w(location: Location, now: datetime) -> float | None:
 
     Averages over the seconds each bucket actually holds and skips buckets that are not nearly
     full, so the bucket still being filled and a bucket with a data gap do not read as a low
-    always-on (as in the usage card).
+    always-on (as in the usage card). It can only change when a bucket fills up, so the answer
+    is kept in the cache until the next bucket starts: live cards render it every second.
     """
+    bucket = int(now.timestamp()) // BUCKET_S
+    key = f"cards:always-on:{location.pk}:{installed.version()}:{bucket}"
+    held = cache.get(key)
+    if held is not None:
+        return held[0]
     average_w = ExpressionWrapper(F("consumption_wh") * 3600.0 / F("seconds"), output_field=FloatField())
     rows = LocationEnergy.objects.filter(
         location=location, start__gte=local_midnight(location, now), seconds__gte=usage.ALWAYS_ON_MIN_S
     )
-    return rows.aggregate(lowest=Min(average_w))["lowest"]
+    lowest = rows.aggregate(lowest=Min(average_w))["lowest"]
+    cache.set(key, (lowest,), timeout=BUCKET_S)
+    return lowest
 
 
 def live_values_context(location: Location, values: dict | None, now: float | None = None) -> dict:
@@ -146,28 +157,43 @@ def live_values_context(location: Location, values: dict | None, now: float | No
 # ----------------------------------------------------------------------------- inputs
 
 
-def inputs_context(location: Location, values: dict | None, now: float | None = None) -> dict:
-    """Every configured input with its live reading (if any) and, for pulse meters, today's total."""
-    now = time.time() if now is None else now
-    configured = list(DigitalInput.objects.filter(module__location=location).select_related("module"))
-    readings = {item["input"]: item for item in (values or {}).get("inputs", [])}
-    midnight = local_midnight(location, timezone.now())
-    pulses_today = dict(
-        InputCount.objects.filter(input__in=configured, start__gte=midnight)
+def pulses_today(location: Location, input_pks: list[int], now: datetime) -> dict[int, int]:
+    """Pulses per input since local midnight, from the 5-minute buckets.
+
+    Ingest writes the buckets every :data:`metering.ingest.FLUSH_EVERY_S`, so the sum is kept
+    in the cache for :data:`TODAY_KEEP_S` (shorter) rather than queried for every push.
+    """
+    midnight = local_midnight(location, now)
+    key = f"cards:pulses-today:{location.pk}:{installed.version()}:{midnight.date().isoformat()}"
+    held = cache.get(key)
+    if held is not None:
+        return held
+    totals = dict(
+        InputCount.objects.filter(input__in=input_pks, start__gte=midnight)
         .values_list("input")
         .annotate(total=Sum("pulses"))
         .values_list("input", "total")
     )
+    cache.set(key, totals, timeout=TODAY_KEEP_S)
+    return totals
+
+
+def inputs_context(location: Location, values: dict | None, now: float | None = None) -> dict:
+    """Every configured input with its live reading (if any) and, for pulse meters, today's total."""
+    now = time.time() if now is None else now
+    configured = list(installed.installed(location.pk).inputs.values())
+    readings = {item["input"]: item for item in (values or {}).get("inputs", [])}
+    today = pulses_today(location, [spec.pk for spec in configured], timezone.now()) if configured else {}
     rows = []
-    for digital_input in configured:
-        reading = readings.get(digital_input.ref)
-        row = {"input": digital_input, "reading": reading}
-        if digital_input.mode == "pulse" and digital_input.pulses_per_unit:
-            row["today"] = pulses_today.get(digital_input.pk, 0) / digital_input.pulses_per_unit
+    for spec in configured:
+        reading = readings.get(spec.ref)
+        row = {"input": spec, "reading": reading}
+        if spec.mode == "pulse" and spec.pulses_per_unit:
+            row["today"] = today.get(spec.pk, 0) / spec.pulses_per_unit
             # As many decimals as one pulse is worth: 100 pulses per m³ -> 0.01 m³.
-            row["digits"] = max(math.ceil(math.log10(digital_input.pulses_per_unit)), 0)
+            row["digits"] = max(math.ceil(math.log10(spec.pulses_per_unit)), 0)
             row["rate_digits"] = max(row["digits"], 1)
-        if reading is not None and digital_input.mode == "status":
+        if reading is not None and spec.mode == "status":
             row["closed"] = bool(reading["state"])
         rows.append(row)
     return {"location": location, "inputs": rows, **freshness(values and values.get("t"), now)}

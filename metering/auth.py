@@ -1,8 +1,25 @@
-"""Device authentication: per-gateway bearer tokens, stored hashed."""
+"""Device authentication: per-gateway bearer tokens, stored hashed.
+
+Every frame carries its token, and the lookup (a two-table ORM query) cost more than storing a
+small frame, so each process remembers the gateways of valid tokens. A remembered gateway is
+dropped when any installation changes (a token rotated or revoked saves its gateway, which
+bumps :func:`metering.installed.version` in the shared cache: with Redis every process sees it
+at its next frame) and after :data:`REMEMBER_S` at the latest (a change made in another process
+that only has its own local-memory cache). Unknown tokens are never remembered.
+"""
 
 from __future__ import annotations
 
-from devices.models import Gateway
+import threading
+import time
+
+from devices.models import Gateway, hash_token
+from metering import installed
+
+REMEMBER_S = 30.0
+
+_known: dict[str, tuple[float, int, Gateway]] = {}  # token hash -> (monotonic time, version, gateway)
+_lock = threading.Lock()
 
 
 def bearer_token(authorization: str | bytes | None) -> str | None:
@@ -19,4 +36,25 @@ def bearer_token(authorization: str | bytes | None) -> str | None:
 
 def gateway_for(authorization: str | bytes | None) -> Gateway | None:
     token = bearer_token(authorization)
-    return Gateway.for_token(token) if token else None
+    if not token:
+        return None
+    digest = hash_token(token)
+    now, version = time.monotonic(), installed.version()
+    hit = _known.get(digest)
+    if hit is not None and hit[1] == version and now - hit[0] < REMEMBER_S:
+        return hit[2]
+    gateway = Gateway.objects.select_related("location").filter(token_hash=digest).first()
+    with _lock:
+        if hit is not None and hit[1] != version:
+            _known.clear()  # tokens of an older version may be rotated away: forget them all
+        if gateway is None:
+            _known.pop(digest, None)
+        else:
+            _known[digest] = (now, version, gateway)
+    return gateway
+
+
+def forget() -> None:
+    """Forget every remembered gateway (tests)."""
+    with _lock:
+        _known.clear()

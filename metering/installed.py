@@ -59,6 +59,8 @@ class Installed:
     ct_refs: frozenset[str]
     module_serials: frozenset[str]
     inputs: dict[str, InstalledInput] = field(default_factory=dict)
+    # The row itself, for pages that render the location's cards after every frame; read only.
+    location: Location | None = field(default=None, compare=False, repr=False)
 
     @property
     def voltage_refs(self) -> tuple[str, ...]:
@@ -74,19 +76,20 @@ _lock = threading.Lock()
 VERSION_KEY = "installation-version"
 
 
-def _version() -> int:
+def version() -> int:
+    """The installation version every process compares its cached copies with."""
     return cache.get(VERSION_KEY, 0)
 
 
 def installed(location_id: int) -> Installed:
     now = time.monotonic()
-    version = _version()
+    current = version()
     hit = _cache.get(location_id)
-    if hit and hit[1] == version and now - hit[0] < CACHE_SECONDS:
+    if hit and hit[1] == current and now - hit[0] < CACHE_SECONDS:
         return hit[2]
     value = _load(location_id)
     with _lock:
-        _cache[location_id] = (now, version, value)
+        _cache[location_id] = (now, current, value)
     return value
 
 
@@ -138,6 +141,7 @@ def _load(location_id: int) -> Installed:
         ct_refs=frozenset(ci.ref for ci in ct_inputs),
         module_serials=frozenset(serials),
         inputs=inputs,
+        location=location,
     )
 
 

@@ -60,7 +60,7 @@ def observe(setup: Installed, frame: SampleFrame) -> list[Finding]:
             watch.session.add_frame(frame.voltages, _configured(frame, setup), frame.fs_hz)
         except ValueError as exc:  # the frame was good enough to meter; say why it can't judge
             log.info("validation skipped a frame of location %s: %s", setup.location_id, exc)
-    if now - watch.findings_at >= FINDINGS_EVERY_S or not watch.findings:
+    if now - watch.findings_at >= FINDINGS_EVERY_S:
         watch.findings_at = now
         watch.findings = watch.session.findings()
     return watch.findings

@@ -38,6 +38,21 @@ def test_it_pushes_the_live_cards_at_most_once_a_second_per_location(house, sent
     assert all('id="card-live-values"' in html and 'id="card-inputs"' in html for _, html in sent)
 
 
+def test_a_live_push_after_the_first_reads_nothing_from_the_database(client, house, sent, django_assert_num_queries):
+    """Pushed every second for every watched location: the location, its inputs, today's pulses
+    and always-on come from the caches, which an installation change refreshes."""
+    location, token = house
+    ingest(client, token, star_frame(t=time.time()))
+    values, later = live.latest(location.pk), time.monotonic() + 10
+    assert broadcast.push_live(location.pk, values, now=later) is True
+    with django_assert_num_queries(0):
+        assert broadcast.push_live(location.pk, values, now=later + 1) is True
+    location.input_modules.first().inputs.filter(number="1").update(name="Gas meter")  # behind the ORM's signals
+    location.save()  # ...then a saved change: every cache of this installation is refreshed
+    assert broadcast.push_live(location.pk, values, now=later + 2) is True
+    assert "Gas meter" in sent[-1][1]
+
+
 def test_it_renders_a_burst_of_frames_once(client, house, sent):
     location, token = house
     t = time.time() - 5

@@ -153,6 +153,36 @@ def test_it_refuses_a_rotated_out_token(client, house):
     assert post(client, star_frame(), token).status_code == 401
 
 
+def test_a_token_revoked_while_the_gateway_is_sending_is_refused_at_the_next_frame(client, house):
+    location, token = house
+    assert post(client, star_frame(seq=1), token).status_code == 200
+    location.gateway.revoke_token()
+    response = post(client, star_frame(seq=2), token)
+    assert response.status_code == 401
+    assert PowerBoxState.objects.get().frames == 1
+
+
+def test_a_rotated_token_takes_over_at_the_next_frame(client, house):
+    location, old = house
+    assert post(client, star_frame(seq=1), old).status_code == 200
+    new = location.gateway.rotate_token()
+    assert post(client, star_frame(seq=2), old).status_code == 401
+    assert post(client, star_frame(seq=2), new).status_code == 200
+
+
+def test_a_token_revoked_behind_the_servers_back_is_refused_within_the_remember_time(client, house, monkeypatch):
+    """A change that sends no signal (SQL, another process without Redis) ends at REMEMBER_S."""
+    from devices.models import Gateway
+    from metering import auth
+
+    location, token = house
+    assert post(client, star_frame(seq=1), token).status_code == 200
+    Gateway.objects.filter(pk=location.gateway.pk).update(token_hash="")
+    clock = auth.time.monotonic()
+    monkeypatch.setattr(auth.time, "monotonic", lambda: clock + auth.REMEMBER_S + 1)
+    assert post(client, star_frame(seq=2), token).status_code == 401
+
+
 def unequal(frame):
     frame["currents"]["CTH-T/B"] = frame["currents"]["CTH-T/B"][:-1]
     return frame
