@@ -117,9 +117,20 @@ else:
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "infinity"}}
+    # Several entries per location (live values, card totals): the default 300 entries would
+    # cull live values of installations with more than ~100 locations.
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": "infinity",
+            "OPTIONS": {"MAX_ENTRIES": 100_000},
+        }
+    }
 
 MQTT_URL = env_url("MQTT_URL", {"mqtt", "mqtts"})
+
+# Threads that store frames received over HTTP (see metering.api.on_ingest_threads).
+INGEST_THREADS = 2
 
 # Sample frames are large (a 1 s, 31-channel JSON frame is about 2 MB); ingest enforces its own limit.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 16 * 1024 * 1024

@@ -10,6 +10,8 @@ from config.settings import *  # noqa: E402,F403
 
 ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# HTTP ingest runs in the request's thread, where the test's transaction is.
+INGEST_THREADS = 0
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
     # A file, not shared-cache memory: threads of one test (ingest workers, MQTT) then wait on

@@ -77,6 +77,7 @@ SEQ0 = 1_000_000_000
 T_PLACEHOLDER = 1_000_000_000.0
 P99_TARGET_MS = 250.0
 RATIO_TARGET = 1.5
+KEEP_PACE_MS = 1000.0
 DATA_T = re.compile(r'data-t="([0-9.]+)"')
 CONTENT_LENGTH = re.compile(rb"(?im)^content-length:\s*(\d+)")
 EXCEPTION_LINE = re.compile(r"^[\w.]+(Error|Exception|Exit|Full)\b.*")
@@ -251,6 +252,35 @@ class HttpConnection:
         if self.writer is not None:
             self.writer.close()
 
+    async def aclose(self) -> None:
+        self.close()
+
+
+class GatewaySockets:
+    """Each site's gateway socket (``/ws/ingest/`` with its token), opened at its first frame;
+    one frame at a time on each, answered by its acknowledgement."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.sockets: dict[int, object] = {}
+
+    async def send_frame(self, site: Site, body: bytes) -> dict:
+        import websockets
+
+        socket_ = self.sockets.get(site.index)
+        if socket_ is None:
+            socket_ = self.sockets[site.index] = await websockets.connect(
+                f"ws://127.0.0.1:{self.port}/ws/ingest/",
+                additional_headers={"Authorization": f"Bearer {site.token}"},
+                max_size=None,
+                compression=None,
+            )
+        await socket_.send(body.decode())
+        return orjson.loads(await socket_.recv())
+
+    async def aclose(self) -> None:
+        await asyncio.gather(*(socket_.close() for socket_ in self.sockets.values()), return_exceptions=True)
+
 
 async def ask(port: int, method: str, target: str) -> tuple[int, bytes]:
     """One request on a connection of its own."""
@@ -271,7 +301,9 @@ class Sent:
     last_at: float = 0.0
 
 
-async def generate(port: int, sites: list[Site], frames: int, request, connections: int, first_k: int = 1) -> Sent:
+async def generate(
+    port: int, sites: list[Site], frames: int, request, connections: int, first_k: int = 1, transport=HttpConnection
+) -> Sent:
     """Frame ``k`` (``first_k``, ``first_k + 1``, ...) of site ``i`` at ``start + k - first_k +
     i / len(sites)`` seconds; ``request(connection, site, k)`` sends it and returns True when the
     server accepted it, else why not."""
@@ -281,7 +313,7 @@ async def generate(port: int, sites: list[Site], frames: int, request, connectio
     ks = range(first_k, first_k + frames)
 
     async def worker(mine: list[Site]) -> None:
-        connection = HttpConnection(port)
+        connection = transport(port)
         schedule = sorted((start + k - first_k + site.index / len(sites), k, site) for k in ks for site in mine)
         try:
             for done, (at, k, site) in enumerate(schedule):
@@ -299,24 +331,24 @@ async def generate(port: int, sites: list[Site], frames: int, request, connectio
                 else:
                     sent.failed[outcome] = sent.failed.get(outcome, 0) + 1
         finally:
-            connection.close()
+            await connection.aclose()
 
     await asyncio.gather(*(worker(sites[c::connections]) for c in range(connections)))
     sent.last_at = time.perf_counter()
     return sent
 
 
-async def warm_up(port: int, sites: list[Site], request, connections: int) -> None:
+async def warm_up(port: int, sites: list[Site], request, connections: int, transport=HttpConnection) -> None:
     """Frame 0 of every site, unmeasured: the first frame of a location creates its state row and
     loads its installation, and the first render compiles the templates."""
 
     async def worker(mine: list[Site]) -> None:
-        connection = HttpConnection(port)
+        connection = transport(port)
         try:
             for site in mine:
                 await request(connection, site, 0)
         finally:
-            connection.close()
+            await connection.aclose()
 
     await asyncio.gather(*(worker(sites[c::connections]) for c in range(connections)))
 
@@ -438,6 +470,7 @@ async def run_phase(
     first_k: int = 1,
     coalesced=None,
     profile_dir: str | None = None,
+    transport=HttpConnection,
 ) -> dict:
     """Open the browsers, run the schedule, wait for the messages, close; the phase's figures.
 
@@ -448,7 +481,7 @@ async def run_phase(
     if profile_dir:
         await ask(server.port, "POST", "/bench/profile?action=start")
     (cpu_before, loop_before), wall_before, own_before = server.cpu_s(), time.perf_counter(), time.process_time()
-    sent = await generate(server.port, sites, seconds, request, connections, first_k)
+    sent = await generate(server.port, sites, seconds, request, connections, first_k, transport)
     skipped = (await coalesced() if coalesced else Counter()) - skipped_before
     coalesced_messages = sum(count * clients[index] for index, count in skipped.items())
     expected = sum(clients[index] for index, _ in sent.times) - coalesced_messages
@@ -520,6 +553,7 @@ async def run_layer(
     connections: int,
     profile_dir: str | None,
     consumer_phase: bool = False,
+    ingest_over: str = "http",
 ) -> dict:
     duration_s = samples / FS_HZ
     t0 = float(int(time.time()) - 1)  # frame k has t = t0 + k: a second old when it is sent
@@ -537,12 +571,23 @@ async def run_layer(
         receipt = orjson.loads(reply)["accepted"][0]["status"]
         return True if receipt == "ok" else receipt
 
+    async def ingest_ws(sockets: GatewaySockets, site: Site, k: int) -> bool | str:
+        reply = await sockets.send_frame(site, site.frame(SEQ0 + k, t0 + k))
+        if reply.get("type") != "ack":
+            return f"error: {reply.get('error')}"
+        return True if reply["status"] == "ok" else reply["status"]
+
+    if ingest_over == "ws":
+        ingest, ingest_transport = ingest_ws, GatewaySockets
+    else:
+        ingest_transport = HttpConnection
+
     async def coalesced() -> Counter[int]:
         _, reply = await ask(server.port, "GET", "/bench/stats")
         by_pk = {int(pk): count for pk, count in orjson.loads(reply)["coalesced"].items()}
         return Counter({site.index: by_pk[site.pk] for site in sites if by_pk.get(site.pk)})
 
-    await warm_up(server.port, sites, ingest, connections)
+    await warm_up(server.port, sites, ingest, connections, ingest_transport)
     await asyncio.sleep(1)  # frame 1 would otherwise be coalesced with frame 0
     live = await run_phase(
         server,
@@ -555,6 +600,7 @@ async def run_layer(
         t0=t0,
         duration_s=duration_s,
         coalesced=coalesced,
+        transport=ingest_transport,
     )
     size = live["fragment_chars"] or 4000
 
@@ -598,9 +644,9 @@ async def run_layer(
     if live["p99_ms"] is not None and baseline["p99_ms"]:
         report["p99_ratio"] = live["p99_ms"] / baseline["p99_ms"]
     if profile_dir:  # both phases again, profiled; the frames follow phase 1's
-        for name, path, request, auth in (
-            ("ingest", "/ws/locations/{pk}/", ingest, cookie),
-            ("baseline", "/ws/bench/{pk}/", group_send, None),
+        for name, path, request, auth, transport in (
+            ("ingest", "/ws/locations/{pk}/", ingest, cookie, ingest_transport),
+            ("baseline", "/ws/bench/{pk}/", group_send, None, HttpConnection),
         ):
             os.makedirs(os.path.join(profile_dir, name), exist_ok=True)
             await run_phase(
@@ -615,6 +661,7 @@ async def run_layer(
                 duration_s=duration_s,
                 first_k=seconds + 1 if name == "ingest" else 1,
                 profile_dir=os.path.join(profile_dir, name),
+                transport=transport,
             )
     return report
 
@@ -634,6 +681,10 @@ def targets(report: dict) -> tuple[bool, list[str]]:
         (
             live["frames_sent"] == live["frames_offered"],
             f"{live['frames_sent']:,} of {live['frames_offered']:,} frames ingested ({live['frames_per_s']:.0f}/s)",
+        ),
+        (  # a frame sent later than this after its second means the server fell behind the gateways
+            live["send_lag_p99_ms"] is not None and live["send_lag_p99_ms"] <= KEEP_PACE_MS,
+            f"kept pace: p99 of frames' send lag {fmt(live['send_lag_p99_ms'])} ms (target <= {KEEP_PACE_MS:.0f})",
         ),
         (p99 is not None and p99 <= P99_TARGET_MS, f"p99 {fmt(p99)} ms (target <= {P99_TARGET_MS:.0f})"),
         (
@@ -767,6 +818,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--http-connections", type=int, default=8, help="keep-alive connections the frames are sent over"
     )
+    parser.add_argument(
+        "--ingest",
+        choices=("ws", "http"),
+        default="ws",
+        help="how the gateways send their frames: each over its own ingest WebSocket (ws, a gateway streaming "
+        "a frame a second keeps its socket open) or POSTed over the keep-alive HTTP connections",
+    )
     parser.add_argument("--samples", type=int, default=SAMPLES, help="samples per channel of each frame (6,400 Hz)")
     parser.add_argument(
         "--consumer-phase",
@@ -789,6 +847,7 @@ def main(argv: list[str] | None = None) -> dict:
             "seconds": args.seconds,
             "samples": args.samples,
             "http_connections": args.http_connections,
+            "ingest": args.ingest,
         },
         "layers": {},
     }
@@ -800,8 +859,13 @@ def main(argv: list[str] | None = None) -> dict:
         print(
             f"{args.locations} locations, {sum(s.clients for s in sites)} browser sockets "
             f"({args.clients_per_location:g} per location), one frame per location per second "
-            f"({args.samples} samples x 7 channels, {len(sites[0].body) / 1000:.0f} kB JSON) over {args.http_connections} "
-            f"HTTP connections, {args.seconds} s per phase"
+            f"({args.samples} samples x 7 channels, {len(sites[0].body) / 1000:.0f} kB JSON) "
+            + (
+                f"over each gateway's ingest WebSocket, {args.http_connections} in flight"
+                if args.ingest == "ws"
+                else f"over {args.http_connections} HTTP connections"
+            )
+            + f"; baseline group_sends over {args.http_connections} HTTP connections; {args.seconds} s per phase"
         )
         print(
             f"machine: {os.cpu_count()} cores shared by daphne, the load generator and the clients (and whatever else "
@@ -836,6 +900,7 @@ def main(argv: list[str] | None = None) -> dict:
                         args.http_connections,
                         profile_dir,
                         args.consumer_phase,
+                        args.ingest,
                     )
                 )
             finally:

@@ -6,8 +6,14 @@ Errors are JSON ``{"error": ..., "field": ...}`` with a 4xx status, never a 500.
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import orjson
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import close_old_connections
 from django.http import HttpRequest, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.views.decorators.csrf import csrf_exempt
@@ -42,9 +48,44 @@ def record_invalid_frame(gateway: Gateway, problem: FrameError, transport: str) 
     )
 
 
+_ingest_threads: ThreadPoolExecutor | None = None
+_ingest_threads_lock = threading.Lock()
+
+
+def on_ingest_threads(work: Callable) -> Callable:
+    """``work`` as a coroutine run on the ingest threads.
+
+    Under ASGI Django runs each request's synchronous code on a thread of its own, which opens
+    a database connection of its own: for a device sending a frame a second that costs more
+    than storing the frame. The ingest threads live as long as the process and keep their
+    connections (``CONN_MAX_AGE``), checked before and after each use as Channels does. With
+    ``INGEST_THREADS = 0`` (the tests' settings) the work runs on the request's own thread,
+    where the test's transaction is.
+    """
+    global _ingest_threads
+    if not settings.INGEST_THREADS:
+        return sync_to_async(work, thread_sensitive=True)
+    with _ingest_threads_lock:
+        if _ingest_threads is None:
+            _ingest_threads = ThreadPoolExecutor(settings.INGEST_THREADS, thread_name_prefix="ingest")
+
+    def with_connection_checks(*args, **kwargs):
+        close_old_connections()
+        try:
+            return work(*args, **kwargs)
+        finally:
+            close_old_connections()
+
+    return sync_to_async(with_connection_checks, thread_sensitive=False, executor=_ingest_threads)
+
+
 @csrf_exempt
 @require_POST
-def ingest(request: HttpRequest) -> JsonResponse:
+async def ingest(request: HttpRequest) -> JsonResponse:
+    return await on_ingest_threads(receive_http_frames)(request)
+
+
+def receive_http_frames(request: HttpRequest) -> JsonResponse:
     gateway = gateway_for(request.headers.get("Authorization"))
     if gateway is None:
         return unauthorized()
