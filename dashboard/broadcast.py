@@ -73,6 +73,8 @@ EVENTS_EVERY_S = 5.0
 # An open validate page marks its location as watched for this long, renewed every WATCH_RENEW_S.
 WATCH_TTL_S = 60.0
 WATCH_RENEW_S = 20.0
+# A page opened in another process starts receiving pushes within this time (it rendered in full).
+WATCHED_READ_EVERY_S = 5.0
 # Events that change the troubleshooting card.
 VALIDATE_EVENT_KINDS = frozenset(
     {Event.GATEWAY_OFFLINE, Event.GATEWAY_ONLINE, Event.DATA_GAP, Event.DIAGNOSIS, Event.CONFIGURATION}
@@ -81,6 +83,7 @@ VALIDATE_EVENT_KINDS = frozenset(
 _lock = threading.Lock()
 _last_push: dict[tuple[int, str], float] = {}  # (location pk, card) -> monotonic time of the last push
 _last_event: dict[int, int | None] = {}  # location pk -> newest event id pushed
+_watched_read: dict[int, tuple[float, bool]] = {}  # location pk -> (monotonic time, watched) last read
 
 
 def group_name(location_id: int) -> str:
@@ -99,17 +102,28 @@ def _watch_key(location_id: int) -> str:
 def mark_watched(location_id: int) -> None:
     """Someone has the validate page of the location open (renewed by its socket)."""
     cache.set(_watch_key(location_id), True, timeout=WATCH_TTL_S)
+    _watched_read.pop(location_id, None)
 
 
 def watched(location_id: int) -> bool:
-    return bool(cache.get(_watch_key(location_id)))
+    """Whether someone has the validate page open; read from the shared cache at most every
+    :data:`WATCHED_READ_EVERY_S` per location (a round trip with Redis, asked after every frame)."""
+    now = time.monotonic()
+    hit = _watched_read.get(location_id)
+    if hit is not None and now - hit[0] < WATCHED_READ_EVERY_S:
+        return hit[1]
+    answer = bool(cache.get(_watch_key(location_id)))
+    _watched_read[location_id] = (now, answer)
+    return answer
 
 
 def reset() -> None:
-    """Forget all coalescing state (tests)."""
+    """Forget all coalescing state and held card totals (tests)."""
     with _lock:
         _last_push.clear()
         _last_event.clear()
+        _watched_read.clear()
+    cards.forget_held()
 
 
 def _due(location_id: int, card: str, interval_s: float, now: float) -> bool:

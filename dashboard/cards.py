@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from datetime import time as dt_time
 
@@ -93,6 +94,31 @@ def freshness(t: float | None, now: float) -> dict:
     return {"t": t, "rendered_at": now, "age_s": age_s, "stale": age_s > STALE_AFTER_S}
 
 
+_held: dict[tuple[str, int], tuple[object, float, object]] = {}  # (what, location) -> (stamp, until, value)
+
+
+def held(what: str, location_id: int, stamp: object, keep_s: float, compute: Callable[[], object]) -> object:
+    """``compute()``, kept in this process for ``keep_s`` while ``stamp`` stays the same.
+
+    For the database sums a live card shows beside the live values, rendered every second for
+    every watched location. Kept here rather than in the shared cache: with Redis a read
+    there is a round trip too, and each process can sum for itself. One entry per card total
+    and location, replaced when its stamp (installation version, day, bucket) moves on.
+    """
+    now = time.monotonic()
+    hit = _held.get((what, location_id))
+    if hit is not None and hit[0] == stamp and now < hit[1]:
+        return hit[2]
+    value = compute()
+    _held[(what, location_id)] = (stamp, now + keep_s, value)
+    return value
+
+
+def forget_held() -> None:
+    """Drop every :func:`held` value (tests)."""
+    _held.clear()
+
+
 def local_midnight(location: Location, now: datetime) -> datetime:
     zone = location.zoneinfo
     return datetime.combine(now.astimezone(zone).date(), dt_time(0), tzinfo=zone)
@@ -107,20 +133,18 @@ def always_on_today_w(location: Location, now: datetime) -> float | None:
     Averages over the seconds each bucket actually holds and skips buckets that are not nearly
     full, so the bucket still being filled and a bucket with a data gap do not read as a low
     always-on (as in the usage card). It can only change when a bucket fills up, so the answer
-    is kept in the cache until the next bucket starts: live cards render it every second.
+    is :func:`held` until the next bucket starts: live cards render it every second.
     """
     bucket = int(now.timestamp()) // BUCKET_S
-    key = f"cards:always-on:{location.pk}:{installed.version()}:{bucket}"
-    held = cache.get(key)
-    if held is not None:
-        return held[0]
-    average_w = ExpressionWrapper(F("consumption_wh") * 3600.0 / F("seconds"), output_field=FloatField())
-    rows = LocationEnergy.objects.filter(
-        location=location, start__gte=local_midnight(location, now), seconds__gte=usage.ALWAYS_ON_MIN_S
-    )
-    lowest = rows.aggregate(lowest=Min(average_w))["lowest"]
-    cache.set(key, (lowest,), timeout=BUCKET_S)
-    return lowest
+
+    def lowest() -> float | None:
+        average_w = ExpressionWrapper(F("consumption_wh") * 3600.0 / F("seconds"), output_field=FloatField())
+        rows = LocationEnergy.objects.filter(
+            location=location, start__gte=local_midnight(location, now), seconds__gte=usage.ALWAYS_ON_MIN_S
+        )
+        return rows.aggregate(lowest=Min(average_w))["lowest"]
+
+    return held("always-on", location.pk, (installed.version(), bucket), BUCKET_S, lowest)
 
 
 def live_values_context(location: Location, values: dict | None, now: float | None = None) -> dict:
@@ -160,22 +184,20 @@ def live_values_context(location: Location, values: dict | None, now: float | No
 def pulses_today(location: Location, input_pks: list[int], now: datetime) -> dict[int, int]:
     """Pulses per input since local midnight, from the 5-minute buckets.
 
-    Ingest writes the buckets every :data:`metering.ingest.FLUSH_EVERY_S`, so the sum is kept
-    in the cache for :data:`TODAY_KEEP_S` (shorter) rather than queried for every push.
+    Ingest writes the buckets every :data:`metering.ingest.FLUSH_EVERY_S`, so the sum is
+    :func:`held` for :data:`TODAY_KEEP_S` (shorter) rather than queried for every push.
     """
     midnight = local_midnight(location, now)
-    key = f"cards:pulses-today:{location.pk}:{installed.version()}:{midnight.date().isoformat()}"
-    held = cache.get(key)
-    if held is not None:
-        return held
-    totals = dict(
-        InputCount.objects.filter(input__in=input_pks, start__gte=midnight)
-        .values_list("input")
-        .annotate(total=Sum("pulses"))
-        .values_list("input", "total")
-    )
-    cache.set(key, totals, timeout=TODAY_KEEP_S)
-    return totals
+
+    def totals() -> dict[int, int]:
+        return dict(
+            InputCount.objects.filter(input__in=input_pks, start__gte=midnight)
+            .values_list("input")
+            .annotate(total=Sum("pulses"))
+            .values_list("input", "total")
+        )
+
+    return held("pulses-today", location.pk, (installed.version(), midnight), TODAY_KEEP_S, totals)
 
 
 def inputs_context(location: Location, values: dict | None, now: float | None = None) -> dict:

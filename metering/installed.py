@@ -76,9 +76,23 @@ _lock = threading.Lock()
 VERSION_KEY = "installation-version"
 
 
+# The shared version is read at most this often: with Redis each read is a round trip, and a
+# frame needs it several times (token, installation, cards). A change made in this process
+# counts at once; one made in another process within this time.
+VERSION_READ_EVERY_S = 1.0
+_version_read: tuple[float, int] | None = None  # (monotonic time, version) of the last read
+
+
 def version() -> int:
     """The installation version every process compares its cached copies with."""
-    return cache.get(VERSION_KEY, 0)
+    global _version_read
+    now = time.monotonic()
+    held = _version_read
+    if held is not None and now - held[0] < VERSION_READ_EVERY_S:
+        return held[1]
+    current = cache.get(VERSION_KEY, 0)
+    _version_read = (now, current)
+    return current
 
 
 def installed(location_id: int) -> Installed:
@@ -100,10 +114,12 @@ def forget(location_id: int | None = None) -> None:
             _cache.clear()
         else:
             _cache.pop(location_id, None)
+    global _version_read
     try:
         cache.incr(VERSION_KEY)
     except ValueError:  # not set yet
         cache.add(VERSION_KEY, 1, timeout=None)
+    _version_read = None  # after the change, so no read here can hold the old version
 
 
 def _load(location_id: int) -> Installed:

@@ -12,7 +12,7 @@ from tests.factories import make_location
 pytestmark = pytest.mark.django_db
 
 
-def test_it_reloads_an_installation_another_process_changed(django_assert_num_queries):
+def test_it_reloads_an_installation_another_process_changed(django_assert_num_queries, monkeypatch):
     location, _ = make_location()
     first = installed(location.pk)
     with django_assert_num_queries(0):
@@ -27,6 +27,9 @@ def test_it_reloads_an_installation_another_process_changed(django_assert_num_qu
         post_save.receivers = receivers
     assert installed(location.pk) is first  # an update() sends no signal: still the cached copy
     cache.set(VERSION_KEY, cache.get(VERSION_KEY, 0) + 1)
+    assert installed(location.pk) is first  # this process reads the shared version once a second
+    later = installed_module.time.monotonic() + installed_module.VERSION_READ_EVERY_S
+    monkeypatch.setattr(installed_module.time, "monotonic", lambda: later)
     reloaded = installed(location.pk)
     assert reloaded is not first
     assert [ch.phase for ch in reloaded.meter.channels if ch.ct.endswith("/D")] == ["L3"]
