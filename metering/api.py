@@ -53,14 +53,17 @@ _ingest_threads_lock = threading.Lock()
 
 
 def on_ingest_threads(work: Callable) -> Callable:
-    """``work`` as a coroutine run on the ingest threads.
+    """``work`` as a coroutine run on the ingest threads (HTTP and WebSocket ingest).
 
     Under ASGI Django runs each request's synchronous code on a thread of its own, which opens
     a database connection of its own: for a device sending a frame a second that costs more
-    than storing the frame. The ingest threads live as long as the process and keep their
-    connections (``CONN_MAX_AGE``), checked before and after each use as Channels does. With
-    ``INGEST_THREADS = 0`` (the tests' settings) the work runs on the request's own thread,
-    where the test's transaction is.
+    than storing the frame. Channels runs the database work of every socket on one thread, so
+    one gateway's wait for its commit holds up all others. The :data:`INGEST_THREADS` ingest
+    threads live as long as the process and keep their connections (``CONN_MAX_AGE``),
+    checked before and after each use as Channels does. A Power Box's frames are still stored
+    one at a time: its state row is locked for each, and a socket handles its messages in turn.
+    With ``INGEST_THREADS = 0`` (the tests' settings) the work runs on the caller's
+    thread-sensitive thread, where the test's transaction is.
     """
     global _ingest_threads
     if not settings.INGEST_THREADS:

@@ -9,7 +9,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from metering import commands
-from metering.api import record_invalid_frame
+from metering.api import on_ingest_threads, record_invalid_frame
 from metering.auth import gateway_for
 from metering.frames import FrameError, decode_binary, frame_from_dict, parse_json
 from metering.ingest import ingest_frames
@@ -74,9 +74,10 @@ class IngestConsumer(AsyncWebsocketConsumer):
                 await self.send_json({"type": "error", "error": "gateway token revoked", "field": "Authorization"})
                 await self.close(code=4401)
                 return
-        # Decoding and storing in one hop to the database thread: each hop costs more than
-        # decoding a binary frame.
-        reply = await database_sync_to_async(receive_frames)(self.gateway, text_data, bytes_data)
+        # Decoding and storing in one hop to the ingest threads: each hop costs more than
+        # decoding a binary frame, and with several threads one gateway's wait for its commit
+        # does not hold up the others (Channels' database thread is one for all sockets).
+        reply = await on_ingest_threads(receive_frames)(self.gateway, text_data, bytes_data)
         for message in reply:
             await self.send_json(message)
 
