@@ -22,8 +22,8 @@ from django.utils import timezone
 
 from dashboard import usage
 from devices.models import Event, LoadCt, Location, Relay
-from metering.commands import PENDING_FOR, TIMED_MINUTES
 from metering import installed
+from metering.commands import PENDING_FOR, TIMED_MINUTES
 from metering.ingest import BUCKET_S, OFFLINE_AFTER_S
 from metering.models import InputCount, LocationEnergy, RelayCommand
 

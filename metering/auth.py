@@ -3,9 +3,9 @@
 Every frame carries its token, and the lookup (a two-table ORM query) cost more than storing a
 small frame, so each process remembers the gateways of valid tokens. A remembered gateway is
 dropped when any installation changes (a token rotated or revoked saves its gateway, which
-bumps :func:`metering.installed.version` in the shared cache: with Redis every process sees it
-at its next frame) and after :data:`REMEMBER_S` at the latest (a change made in another process
-that only has its own local-memory cache). Unknown tokens are never remembered.
+bumps :func:`metering.installed.version` in the shared cache: this process sees it at once,
+others with Redis within a second) and after :data:`REMEMBER_S` at the latest (a change made in
+another process that only has its own local-memory cache). Unknown tokens are never remembered.
 """
 
 from __future__ import annotations
@@ -52,9 +52,3 @@ def gateway_for(authorization: str | bytes | None) -> Gateway | None:
         else:
             _known[digest] = (now, version, gateway)
     return gateway
-
-
-def forget() -> None:
-    """Forget every remembered gateway (tests)."""
-    with _lock:
-        _known.clear()

@@ -2,8 +2,8 @@
 
 Loading the installation touches a dozen tables; ingest needs it for every frame, so each
 process keeps it. Any change to an installation bumps a version number in the shared cache
-(Redis when configured), which every process compares on each frame: one cache read instead
-of a dozen queries, and a change reaches every process at its next frame.
+(Redis when configured), which every process compares on each frame (reading it at most once
+a second): a change reaches this process at once and every other within a second.
 """
 
 from __future__ import annotations
