@@ -1,5 +1,5 @@
 """Live-card push benchmark: ``python -m dashboard.bench [--locations 200]
-[--clients-per-location 2.5] [--seconds 20] [--layer memory|redis|both]``.
+[--clients-per-location 2.5] [--seconds 20] [--layer memory|redis|both] [--ingest ws|http]``.
 
 For each channel layer (in-memory, and Redis at ``--redis-url``), one daphne process on a free
 127.0.0.1 port serves :mod:`dashboard.bench_asgi` (the real application plus a bare baseline
@@ -11,9 +11,11 @@ Then, back to back, with the same number of sockets and groups:
 
 1. *Ingest -> live cards*: ``--clients-per-location`` browser-like WebSocket clients per
    location (``/ws/locations/<id>/`` with the session cookie and an ``Origin`` header; 2.5 means
-   2 and 3 alternately) while every location's gateway POSTs one frame a second to
-   ``/api/v1/ingest/frames`` (the star house's frame of :data:`SAMPLES` samples on 7 channels),
-   the locations' seconds spread evenly over ``--http-connections`` keep-alive connections. The
+   2 and 3 alternately) while every location's gateway sends one frame a second (the star
+   house's frame of :data:`SAMPLES` samples on 7 channels, JSON) over its own ingest WebSocket
+   ``/ws/ingest/`` (``--ingest ws``, the default: a gateway streaming every second keeps its
+   socket open) or POSTed to ``/api/v1/ingest/frames`` (``--ingest http``), the locations'
+   seconds spread evenly over ``--http-connections`` senders with one frame in flight each. The
    server renders the live cards once per location and pushes them to the location's group.
 2. *Baseline*: as many clients on ``/ws/bench/<id>/`` (a stock ``AsyncWebsocketConsumer`` in
    group ``bench.<id>`` that forwards ``event["html"]``) while the same schedule POSTs
@@ -29,7 +31,9 @@ the arrival at each client of the fragment carrying that frame's time (``data-t`
 element). Expected messages are the frames ingested times the clients of their location, less
 the frames the server's one-push-a-second coalescing dropped (counted in the server, reported
 apart); lost = expected - received within :data:`DRAIN_MAX_S` of the last request. The daphne
-process's CPU time (all threads, and its event loop thread) comes from ``/proc``.
+process's CPU time (all threads, and its event loop thread) comes from ``/proc``. A frame sent
+later than its second (the load generator waits for each reply) shows as send lag: the run
+kept pace when its p99 stays within :data:`KEEP_PACE_MS`.
 
 Loopback only and bounded: each phase stops sending :data:`BEHIND_MAX_S` after its schedule's
 end, and frames the server had no time for are reported as unsent; about two minutes for the
