@@ -118,12 +118,11 @@ def watched(location_id: int) -> bool:
 
 
 def reset() -> None:
-    """Forget all coalescing state and held card totals (tests)."""
+    """Forget all coalescing state (tests)."""
     with _lock:
         _last_push.clear()
         _last_event.clear()
         _watched_read.clear()
-    cards.forget_held()
 
 
 def _due(location_id: int, card: str, interval_s: float, now: float) -> bool:

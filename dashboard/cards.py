@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from datetime import time as dt_time
 
@@ -94,29 +93,11 @@ def freshness(t: float | None, now: float) -> dict:
     return {"t": t, "rendered_at": now, "age_s": age_s, "stale": age_s > STALE_AFTER_S}
 
 
-_held: dict[tuple[str, int], tuple[object, float, object]] = {}  # (what, location) -> (stamp, until, value)
-
-
-def held(what: str, location_id: int, stamp: object, keep_s: float, compute: Callable[[], object]) -> object:
-    """``compute()``, kept in this process for ``keep_s`` while ``stamp`` stays the same.
-
-    For the database sums a live card shows beside the live values, rendered every second for
-    every watched location. Kept here rather than in the shared cache: with Redis a read
-    there is a round trip too, and each process can sum for itself. One entry per card total
-    and location, replaced when its stamp (installation version, day, bucket) moves on.
-    """
-    now = time.monotonic()
-    hit = _held.get((what, location_id))
-    if hit is not None and hit[0] == stamp and now < hit[1]:
-        return hit[2]
-    value = compute()
-    _held[(what, location_id)] = (stamp, now + keep_s, value)
-    return value
-
-
-def forget_held() -> None:
-    """Drop every :func:`held` value (tests)."""
-    _held.clear()
+# The database sums a live card shows beside the live values, rendered every second for every
+# watched location. Kept in the process rather than the shared cache: with Redis a read there
+# is a round trip too, and each process can sum for itself.
+_always_on = installed.Kept(BUCKET_S)
+_pulses_today = installed.Kept(TODAY_KEEP_S)
 
 
 def local_midnight(location: Location, now: datetime) -> datetime:
@@ -133,7 +114,7 @@ def always_on_today_w(location: Location, now: datetime) -> float | None:
     Averages over the seconds each bucket actually holds and skips buckets that are not nearly
     full, so the bucket still being filled and a bucket with a data gap do not read as a low
     always-on (as in the usage card). It can only change when a bucket fills up, so the answer
-    is :func:`held` until the next bucket starts: live cards render it every second.
+    is kept until the next bucket starts: live cards render it every second.
     """
     bucket = int(now.timestamp()) // BUCKET_S
 
@@ -144,7 +125,7 @@ def always_on_today_w(location: Location, now: datetime) -> float | None:
         )
         return rows.aggregate(lowest=Min(average_w))["lowest"]
 
-    return held("always-on", location.pk, (installed.version(), bucket), BUCKET_S, lowest)
+    return _always_on.get(location.pk, lowest, stamp=bucket)
 
 
 def live_values_context(location: Location, values: dict | None, now: float | None = None) -> dict:
@@ -184,8 +165,8 @@ def live_values_context(location: Location, values: dict | None, now: float | No
 def pulses_today(location: Location, input_pks: list[int], now: datetime) -> dict[int, int]:
     """Pulses per input since local midnight, from the 5-minute buckets.
 
-    Ingest writes the buckets every :data:`metering.ingest.FLUSH_EVERY_S`, so the sum is
-    :func:`held` for :data:`TODAY_KEEP_S` (shorter) rather than queried for every push.
+    Ingest writes the buckets every :data:`metering.ingest.FLUSH_EVERY_S`, so the sum is kept
+    for :data:`TODAY_KEEP_S` (shorter) rather than queried for every push.
     """
     midnight = local_midnight(location, now)
 
@@ -197,7 +178,7 @@ def pulses_today(location: Location, input_pks: list[int], now: datetime) -> dic
             .values_list("input", "total")
         )
 
-    return held("pulses-today", location.pk, (installed.version(), midnight), TODAY_KEEP_S, totals)
+    return _pulses_today.get(location.pk, totals, stamp=midnight)
 
 
 def inputs_context(location: Location, values: dict | None, now: float | None = None) -> dict:

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.core.cache import cache
 from django.db.models.signals import post_delete, post_save
@@ -71,8 +74,6 @@ class Installed:
         return MeterConfig(topology=self.meter.topology, nominal_hz=self.meter.nominal_hz, channels=channels)
 
 
-_cache: dict[int, tuple[float, int, Installed]] = {}
-_lock = threading.Lock()
 VERSION_KEY = "installation-version"
 
 
@@ -95,26 +96,58 @@ def version() -> int:
     return current
 
 
+class Kept:
+    """Values read from the database and kept in this process, per key, for at most
+    ``max_age_s`` and only while no installation changes (:func:`version` stays the same):
+    installations here, gateways by token, the cards' daily totals.
+
+    An entry may carry a ``stamp`` (a day, a 5-minute bucket): when the stamp moves on the
+    entry is loaded again and replaced, so a key holds one entry however long the process runs.
+    ``load()`` returning None is kept only with ``keep_none`` (an unknown token must not be).
+    """
+
+    def __init__(self, max_age_s: float, *, keep_none: bool = True) -> None:
+        self.max_age_s = max_age_s
+        self.keep_none = keep_none
+        self._version: int | None = None
+        self._entries: dict[Hashable, tuple[Hashable, float, Any]] = {}  # key -> (stamp, time, value)
+        self._lock = threading.Lock()
+        _all_kept.add(self)
+
+    def get(self, key: Hashable, load: Callable[[], Any], stamp: Hashable = None) -> Any:
+        now, current = time.monotonic(), version()
+        with self._lock:
+            if current != self._version:
+                self._entries.clear()  # an installation changed: anything kept may be stale
+                self._version = current
+            hit = self._entries.get(key)
+        if hit is not None and hit[0] == stamp and now - hit[1] < self.max_age_s:
+            return hit[2]
+        value = load()
+        if value is not None or self.keep_none:
+            with self._lock:
+                if self._version == current:  # not if a change came in while loading
+                    self._entries[key] = (stamp, now, value)
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+_all_kept: weakref.WeakSet[Kept] = weakref.WeakSet()
+_installations = Kept(CACHE_SECONDS)
+
+
 def installed(location_id: int) -> Installed:
-    now = time.monotonic()
-    current = version()
-    hit = _cache.get(location_id)
-    if hit and hit[1] == current and now - hit[0] < CACHE_SECONDS:
-        return hit[2]
-    value = _load(location_id)
-    with _lock:
-        _cache[location_id] = (now, current, value)
-    return value
+    return _installations.get(location_id, lambda: _load(location_id))
 
 
-def forget(location_id: int | None = None) -> None:
-    """Drop cached installations here, and make every other process reload at its next frame."""
-    with _lock:
-        if location_id is None:
-            _cache.clear()
-        else:
-            _cache.pop(location_id, None)
+def forget() -> None:
+    """Drop everything kept here, and make every other process reload at its next frame."""
     global _version_read
+    for kept in list(_all_kept):
+        kept.clear()
     try:
         cache.incr(VERSION_KEY)
     except ValueError:  # not set yet

@@ -42,4 +42,4 @@ def test_it_forgets_at_once_when_this_process_saves_a_change():
     ct.phase = "L2"
     ct.save()
     assert installed(location.pk) is not first
-    assert installed_module._cache[location.pk][2].meter.channels[-1].phase == "L2"
+    assert installed(location.pk).meter.channels[-1].phase == "L2"
