@@ -5,8 +5,8 @@ Errors are JSON ``{"error": ..., "field": ...}`` with a 4xx status, never a 500.
 
 from __future__ import annotations
 
+import functools
 import logging
-import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -48,10 +48,7 @@ def record_invalid_frame(gateway: Gateway, problem: FrameError, transport: str) 
     )
 
 
-_ingest_threads: ThreadPoolExecutor | None = None
-_ingest_threads_lock = threading.Lock()
-
-
+@functools.cache  # one wrapper per function, built at its first frame rather than every frame
 def on_ingest_threads(work: Callable) -> Callable:
     """``work`` as a coroutine run on the ingest threads (HTTP and WebSocket ingest).
 
@@ -65,12 +62,8 @@ def on_ingest_threads(work: Callable) -> Callable:
     With ``INGEST_THREADS = 0`` (the tests' settings) the work runs on the caller's
     thread-sensitive thread, where the test's transaction is.
     """
-    global _ingest_threads
     if not settings.INGEST_THREADS:
         return sync_to_async(work, thread_sensitive=True)
-    with _ingest_threads_lock:
-        if _ingest_threads is None:
-            _ingest_threads = ThreadPoolExecutor(settings.INGEST_THREADS, thread_name_prefix="ingest")
 
     def with_connection_checks(*args, **kwargs):
         close_old_connections()
@@ -79,7 +72,13 @@ def on_ingest_threads(work: Callable) -> Callable:
         finally:
             close_old_connections()
 
-    return sync_to_async(with_connection_checks, thread_sensitive=False, executor=_ingest_threads)
+    return sync_to_async(with_connection_checks, thread_sensitive=False, executor=_ingest_threads())
+
+
+@functools.cache
+def _ingest_threads() -> ThreadPoolExecutor:
+    """One pool for every function run on the ingest threads."""
+    return ThreadPoolExecutor(settings.INGEST_THREADS, thread_name_prefix="ingest")
 
 
 @csrf_exempt
