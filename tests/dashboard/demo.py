@@ -40,8 +40,11 @@ def demo_frame(
     fs_hz: float = 3200.0,
     duration_s: float = 0.2,
     v_rms: float = 231.0,
+    wired: dict[str, str] | None = None,
 ) -> dict:
-    """A frame of the demo's Power Box: per CT ref, (P [W], Q [var]) against its phase voltage."""
+    """A frame of the demo's Power Box: per CT ref, (P [W], Q [var]) against its phase voltage.
+
+    ``wired`` says on which phase a CT physically sits where that differs from the configuration."""
     n = round(fs_hz * duration_s)
     omega = 2 * math.pi * 50.0
     time = np.arange(n) / fs_hz
@@ -51,7 +54,7 @@ def demo_frame(
     }
     currents = {}
     for ref, (p_w, q_var) in cts_w.items():
-        phase = DEMO_CTS[ref][1]
+        phase = (wired or {}).get(ref, DEMO_CTS[ref][1])
         i_rms = math.hypot(p_w, q_var) / v_rms
         lag = math.atan2(q_var, p_w)
         currents[ref] = (i_rms * math.sqrt(2) * np.sin(omega * time + phase_shift(phase) - lag)).round(4).tolist()

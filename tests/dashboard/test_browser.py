@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -150,22 +151,29 @@ def browser(server):
         chromium.close()
 
 
-@pytest.fixture
-def page(browser, server):
-    """A signed-in page of the demo owner (demo / demo) on the dashboard; fails on a script error."""
+@contextmanager
+def signed_in(browser, base_url: str, user: str, password: str, path: str):
+    """A page of ``user`` signed in through the form and sent on to ``path``; fails on a script error."""
     context = browser.new_context(viewport={"width": 1360, "height": 900}, accept_downloads=True)
     page = context.new_page()
     page.set_default_timeout(10_000)
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
-    page.goto(f"{server.url}/accounts/login/?next=/locations/{server.location_id}/")
-    page.get_by_label("User name").fill("demo")
-    page.get_by_label("Password").fill("demo")
+    page.goto(f"{base_url}/accounts/login/?next={path}")
+    page.get_by_label("User name").fill(user)
+    page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(f"**/locations/{server.location_id}/")
+    page.wait_for_url(f"**{path}")
     yield page
     context.close()
     assert errors == []
+
+
+@pytest.fixture
+def page(browser, server):
+    """A signed-in page of the demo owner (demo / demo) on the dashboard; fails on a script error."""
+    with signed_in(browser, server.url, "demo", "demo", f"/locations/{server.location_id}/") as page:
+        yield page
 
 
 def live_open(page, timeout_ms: int = 5_000) -> None:

@@ -8,17 +8,15 @@ pump switching on and off, as an installer would make it do.
 
 from __future__ import annotations
 
-import math
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
-import numpy as np
 import pytest
 
-from tests.dashboard.demo import DEMO_CTS, house_powers, phase_shift
-from tests.dashboard.test_browser import CHROMIUM, LAUNCH_ARGS, DemoServer, require_chromium
+from tests.dashboard.demo import DEMO_CTS, demo_frame, house_powers
+from tests.dashboard.test_browser import CHROMIUM, LAUNCH_ARGS, DemoServer, require_chromium, signed_in
 
 pytestmark = pytest.mark.browser
 
@@ -37,25 +35,7 @@ def miswired_frame(seq: int, t: float, heat_pump_on: bool, fs_hz: float = 3200.0
         "CTH-DEMO-0001/B": (grid_l2[0] - powers[HEAT_PUMP][0], grid_l2[1] - powers[HEAT_PUMP][1]),
         "CTH-DEMO-0001/C": (grid_l3[0] + pump[0], grid_l3[1] + pump[1]),
     }
-    n = round(fs_hz * duration_s)
-    omega = 2 * math.pi * 50.0
-    seconds = np.arange(n) / fs_hz
-    v_peak = 231.0 * math.sqrt(2)
-    voltages = {p: (v_peak * np.sin(omega * seconds + phase_shift(p))).round(2).tolist() for p in ("L1", "L2", "L3")}
-    currents = {}
-    for ref, (p_w, q_var) in powers.items():
-        i_peak = math.hypot(p_w, q_var) / 231.0 * math.sqrt(2)
-        angle = phase_shift(WIRED[ref]) - math.atan2(q_var, p_w)
-        currents[ref] = (i_peak * np.sin(omega * seconds + angle)).round(4).tolist()
-    return {
-        "v": 1,
-        "powerbox": "PB-DEMO-0001",
-        "seq": seq,
-        "t": t,
-        "fs": fs_hz,
-        "voltages": voltages,
-        "currents": currents,
-    }
+    return demo_frame(seq, t, powers, fs_hz=fs_hz, duration_s=duration_s, wired=WIRED)
 
 
 class CheckServer(DemoServer):
@@ -99,17 +79,8 @@ def staff_page(demo: CheckServer):
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=LAUNCH_ARGS)
         try:
-            page = browser.new_context(viewport={"width": 1360, "height": 900}).new_page()
-            page.set_default_timeout(10_000)
-            errors: list[str] = []
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            page.goto(f"{demo.url}/accounts/login/?next=/locations/{demo.location_id}/validate/")
-            page.get_by_label("User name").fill("admin")
-            page.get_by_label("Password").fill("admin")
-            page.get_by_role("button", name="Sign in").click()
-            page.wait_for_url(f"**/locations/{demo.location_id}/validate/")
-            yield page
-            assert errors == []
+            with signed_in(browser, demo.url, "admin", "admin", f"/locations/{demo.location_id}/validate/") as page:
+                yield page
         finally:
             browser.close()
 
