@@ -7,7 +7,7 @@ import pytest
 from django.core.cache import cache
 
 from metering import validation
-from tests.factories import make_location, star_frame
+from tests.factories import heat_pump_frames, make_location
 
 pytestmark = pytest.mark.django_db
 
@@ -25,14 +25,7 @@ def fresh(monkeypatch):
 
 def stream(client, token, heat_pump_phase: str, frames: int = 24):
     """A house whose heat pump (CT D, configured on L1) really runs on ``heat_pump_phase``."""
-    for k in range(frames):
-        pump_w = 2000.0 if (k // 3) % 2 else 0.0
-        base = {"A": (400.0, 50.0), "B": (300.0, 20.0), "C": (350.0, 30.0)}
-        line = {"L1": "A", "L2": "B", "L3": "C"}[heat_pump_phase]
-        p, q = base[line]
-        base[line] = (p + pump_w, q + pump_w * 0.4)
-        loads = {**base, "D": (pump_w, pump_w * 0.4) if pump_w else (0.0, 0.0)}
-        frame = star_frame(seq=k + 1, t=1000.0 + k, loads_w=loads, phases={"A": "L1", "B": "L2", "C": "L3", "D": heat_pump_phase}, n=1280)
+    for frame in heat_pump_frames(heat_pump_phase, frames):
         response = client.post(
             "/api/v1/ingest/frames", orjson.dumps(frame), content_type="application/json",
             HTTP_AUTHORIZATION=f"Bearer {token}",
