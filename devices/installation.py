@@ -12,7 +12,7 @@ holds an installation's rows, pending (unsaved) edits can be laid over it, and
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -249,6 +249,14 @@ class _Writer:
         obj.delete()
         self.changes.append(f"removed {label}")
 
+    def remove_unlisted(
+        self, stored: dict[Any, models.Model], listed: Container, label: Callable[[models.Model], str]
+    ) -> None:
+        """Delete the stored rows (by key) whose key the file no longer lists."""
+        for key, obj in stored.items():
+            if key not in listed:
+                self.delete(obj, label(obj))
+
     def write(self) -> None:
         self.write_location()
         self.write_gateway()
@@ -302,19 +310,16 @@ class _Writer:
         wanted = [(spec, CtModule.HUB) for spec in self.doc.get("ct_hubs", [])]
         wanted += [(spec, CtModule.SOLID_CORE) for spec in self.doc.get("solid_core_cts", [])]
         existing = {m.serial: m for m in CtModule.objects.filter(powerbox=powerbox)}
-        serials = {spec["serial"] for spec, _kind in wanted}
-        for serial, module in existing.items():
-            if serial not in serials:
-                self.delete(module, f"{rules.CT_MODULE_LABELS[module.kind]} {serial}")
+        self.remove_unlisted(
+            existing, {spec["serial"] for spec, _kind in wanted}, lambda m: f"{rules.CT_MODULE_LABELS[m.kind]} {m.serial}"
+        )
         for position, (spec, kind) in enumerate(wanted, start=1):
             serial = spec["serial"]
             module = existing.get(serial) or CtModule(powerbox=powerbox)
             self.sync(module, f"{rules.CT_MODULE_LABELS[kind]} {serial}", serial=serial, kind=kind, position=position)
             inputs = spec.get("inputs", {})
             current = {i.letter: i for i in module.inputs.all()}
-            for letter, ct_input in current.items():
-                if letter not in inputs:
-                    self.delete(ct_input, f"CT input {serial}/{letter}")
+            self.remove_unlisted(current, inputs, lambda i: f"CT input {i.ref}")
             for letter, ct_type in sorted(inputs.items()):
                 ct_input = current.get(letter) or CtInput(module=module, letter=letter)
                 self.sync(ct_input, f"CT input {serial}/{letter}", ct_type=ct_type)
@@ -322,19 +327,14 @@ class _Writer:
     def write_input_modules(self) -> None:
         specs = self.doc.get("input_modules", [])
         existing = {m.serial: m for m in InputModule.objects.filter(location=self.location)}
-        serials = {spec["serial"] for spec in specs}
-        for serial, module in existing.items():
-            if serial not in serials:
-                self.delete(module, f"Input module {serial}")
+        self.remove_unlisted(existing, {spec["serial"] for spec in specs}, lambda m: f"Input module {m.serial}")
         for spec in specs:
             serial = spec["serial"]
             module = existing.get(serial) or InputModule(location=self.location)
             self.sync(module, f"Input module {serial}", serial=serial)
             inputs = spec.get("inputs", {})
             current = {i.number: i for i in module.inputs.all()}
-            for number, digital_input in current.items():
-                if number not in inputs:
-                    self.delete(digital_input, f"input {serial}/{number} {digital_input.name!r}")
+            self.remove_unlisted(current, inputs, lambda i: f"input {i.ref} {i.name!r}")
             for number, input_spec in sorted(inputs.items()):
                 digital_input = current.get(number) or DigitalInput(module=module, number=number)
                 self.sync(
@@ -349,19 +349,14 @@ class _Writer:
     def write_output_modules(self) -> None:
         specs = self.doc.get("output_modules", [])
         existing = {m.serial: m for m in OutputModule.objects.filter(location=self.location)}
-        serials = {spec["serial"] for spec in specs}
-        for serial, module in existing.items():
-            if serial not in serials:
-                self.delete(module, f"Output module {serial}")
+        self.remove_unlisted(existing, {spec["serial"] for spec in specs}, lambda m: f"Output module {m.serial}")
         for spec in specs:
             serial = spec["serial"]
             module = existing.get(serial) or OutputModule(location=self.location)
             self.sync(module, f"Output module {serial}", serial=serial, mode=spec["mode"])
             outputs = spec.get("outputs", {})
             current = {r.number: r for r in module.relays.all()}
-            for number, relay in current.items():
-                if number not in outputs:
-                    self.delete(relay, f"output {serial}/{number} {relay.name!r}")
+            self.remove_unlisted(current, outputs, lambda r: f"output {r.ref} {r.name!r}")
             for number, output_spec in sorted(outputs.items()):
                 relay = current.get(number) or Relay(module=module, number=number)
                 self.sync(relay, f"output {serial}/{number} {output_spec['name']!r}", name=output_spec["name"])
@@ -406,9 +401,7 @@ class _Writer:
             for ct_position, ct in enumerate(spec.get("cts", [])):
                 wanted[inputs[ct["ct"]].pk] = (load, ct["phase"], bool(ct.get("reversed", False)), ct_position)
         current = {lc.ct_input_id: lc for lc in LoadCt.objects.filter(load__location=self.location)}
-        for input_id, load_ct in current.items():
-            if input_id not in wanted:
-                self.delete(load_ct, f"CT {load_ct.ct_input.ref} of load {load_ct.load.name!r}")
+        self.remove_unlisted(current, wanted, lambda lc: f"CT {lc.ct_input.ref} of load {lc.load.name!r}")
         refs = {i.pk: ref for ref, i in inputs.items()}
         for input_id, (load, phase, is_reversed, position) in wanted.items():
             load_ct = current.get(input_id) or LoadCt(ct_input_id=input_id)
