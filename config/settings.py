@@ -98,6 +98,7 @@ else:
     }
 
 REDIS_URL = env_url("REDIS_URL", {"redis", "rediss"})
+REDIS_CHANNEL_CAPACITY = 10_000
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
@@ -107,7 +108,14 @@ if REDIS_URL:
             # idle browser socket is closed within seconds), and pools capped at 100 connections
             # that raise rather than wait, when every browser joining or leaving a group takes
             # one and, after a restart, hundreds of them reconnect at once.
-            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": None, "max_connections": 1000}]},
+            # capacity: every socket of a server process receives through ONE Redis key (the
+            # process's channel), so the default of 100 pending messages is shared by all of its
+            # browsers; a stall of a fifth of a second with 500 of them open and the layer dropped
+            # cards without a word (dashboard.bench). Messages still expire after 60 s.
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL, "socket_timeout": None, "max_connections": 1000}],
+                "capacity": REDIS_CHANNEL_CAPACITY,
+            },
         }
     }
 else:
@@ -129,8 +137,10 @@ else:
 
 MQTT_URL = env_url("MQTT_URL", {"mqtt", "mqtts"})
 
-# Threads that store frames received over HTTP (see metering.api.on_ingest_threads).
-INGEST_THREADS = 2
+# Threads that store frames (metering.api.on_ingest_threads). SQLite lets one writer in at a time
+# and makes another wait in growing sleeps (its busy handler: 1, 2, 5, 10 ms...), so one thread;
+# on PostgreSQL the commits of different Power Boxes overlap.
+INGEST_THREADS = 1 if DATABASES["default"]["ENGINE"].endswith("sqlite3") else 2
 
 # Sample frames are large (a 1 s, 31-channel JSON frame is about 2 MB); ingest enforces its own limit.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 16 * 1024 * 1024

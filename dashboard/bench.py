@@ -1,5 +1,5 @@
 """Live-card push benchmark: ``python -m dashboard.bench [--locations 200]
-[--clients-per-location 2.5] [--seconds 20] [--layer memory|redis|both] [--ingest ws|http]``.
+[--clients-per-location 2.5] [--seconds 20] [--ramp-seconds 3] [--layer memory|redis|both] [--ingest ws|http]``.
 
 For each channel layer (in-memory, and Redis at ``--redis-url``), one daphne process on a free
 127.0.0.1 port serves :mod:`dashboard.bench_asgi` (the real application plus a bare baseline
@@ -25,6 +25,11 @@ Then, back to back, with the same number of sockets and groups:
 With ``--consumer-phase``, a third phase between them sends the baseline's fragments as
 ``card.update`` to the location groups, so the real ``LocationConsumer`` (session, origin check,
 its ``dispatch``) is measured without ingest: the consumer's share of the difference.
+
+Each phase first runs its schedule for ``--ramp-seconds`` (frames, group_sends and messages as
+measured, counted for loss) before the ``--seconds`` whose latencies make the figures: the
+500 sockets have just connected, and the server takes a second or two to settle (the p99
+including the ramp-up is reported too).
 
 Latency is from the wall time just before a frame's POST (recorded by the load generator) to
 the arrival at each client of the fragment carrying that frame's time (``data-t`` of its root
@@ -82,6 +87,7 @@ T_PLACEHOLDER = 1_000_000_000.0
 P99_TARGET_MS = 250.0
 RATIO_TARGET = 1.5
 KEEP_PACE_MS = 1000.0
+RAMP_S = 3
 DATA_T = re.compile(r'data-t="([0-9.]+)"')
 CONTENT_LENGTH = re.compile(rb"(?im)^content-length:\s*(\d+)")
 EXCEPTION_LINE = re.compile(r"^[\w.]+(Error|Exception|Exit|Full)\b.*")
@@ -472,6 +478,7 @@ async def run_phase(
     t0: float,
     duration_s: float,
     first_k: int = 1,
+    ramp_s: int = 0,
     coalesced=None,
     profile_dir: str | None = None,
     transport=HttpConnection,
@@ -485,7 +492,7 @@ async def run_phase(
     if profile_dir:
         await ask(server.port, "POST", "/bench/profile?action=start")
     (cpu_before, loop_before), wall_before, own_before = server.cpu_s(), time.perf_counter(), time.process_time()
-    sent = await generate(server.port, sites, seconds, request, connections, first_k, transport)
+    sent = await generate(server.port, sites, ramp_s + seconds, request, connections, first_k, transport)
     skipped = (await coalesced() if coalesced else Counter()) - skipped_before
     coalesced_messages = sum(count * clients[index] for index, count in skipped.items())
     expected = sum(clients[index] for index, _ in sent.times) - coalesced_messages
@@ -497,7 +504,7 @@ async def run_phase(
         await ask(server.port, "POST", f"/bench/profile?action=stop&dir={profile_dir}")
     await close_browsers(browsers, listeners)
 
-    received, unmatched, latencies, sizes = set(), 0, [], []
+    received, unmatched, latencies, ramp_latencies, sizes = set(), 0, [], [], []
     for number, browser in enumerate(browsers):
         for data_t, arrival, length in browser.arrivals:
             k = round(data_t - duration_s - t0)
@@ -507,7 +514,7 @@ async def run_phase(
                 continue
             received.add((number, k))
             sizes.append(length)
-            latencies.append(arrival - sent_at)
+            (ramp_latencies if k < first_k + ramp_s else latencies).append(arrival - sent_at)
     sent_k: dict[int, list[int]] = {}
     for index, k in sent.times:
         sent_k.setdefault(index, []).append(k)
@@ -523,7 +530,7 @@ async def run_phase(
         "sockets": len(browsers),
         "sockets_wanted": sum(site.clients for site in sites),
         "sockets_refused": dict(refused),
-        "frames_offered": len(sites) * seconds,
+        "frames_offered": len(sites) * (ramp_s + seconds),
         "frames_sent": len(sent.times),
         "frames_per_s": len(sent.times) / (sent.last_at - wall_before),
         "frames_failed": sent.failed,
@@ -536,6 +543,7 @@ async def run_phase(
         "messages_other": sum(browser.other for browser in browsers),
         "fragment_chars": int(np.median(sizes)) if sizes else None,
         **percentiles_ms(latencies),
+        "p99_with_ramp_ms": percentiles_ms(latencies + ramp_latencies)["p99_ms"],
         "send_lag_p99_ms": float(np.percentile(sent.lag_s, 99) * 1000) if sent.lag_s else None,
         "wall_s": wall_s,
         "daphne_cpu_s": cpu_s,
@@ -558,6 +566,7 @@ async def run_layer(
     profile_dir: str | None,
     consumer_phase: bool = False,
     ingest_over: str = "http",
+    ramp_s: int = 0,
 ) -> dict:
     duration_s = samples / FS_HZ
     t0 = float(int(time.time()) - 1)  # frame k has t = t0 + k: a second old when it is sent
@@ -603,6 +612,7 @@ async def run_layer(
         request=ingest,
         t0=t0,
         duration_s=duration_s,
+        ramp_s=ramp_s,
         coalesced=coalesced,
         transport=ingest_transport,
     )
@@ -624,6 +634,7 @@ async def run_layer(
         request=group_send,
         t0=t0,
         duration_s=duration_s,
+        ramp_s=ramp_s,
     )
     report = {"ingest": live, "baseline": baseline}
     if consumer_phase:
@@ -644,6 +655,7 @@ async def run_layer(
             request=card_update,
             t0=t0,
             duration_s=duration_s,
+            ramp_s=ramp_s,
         )
     if live["p99_ms"] is not None and baseline["p99_ms"]:
         report["p99_ratio"] = live["p99_ms"] / baseline["p99_ms"]
@@ -663,7 +675,7 @@ async def run_layer(
                 request=request,
                 t0=t0,
                 duration_s=duration_s,
-                first_k=seconds + 1 if name == "ingest" else 1,
+                first_k=ramp_s + seconds + 1 if name == "ingest" else 1,
                 profile_dir=os.path.join(profile_dir, name),
                 transport=transport,
             )
@@ -744,6 +756,7 @@ def print_layer(name: str, report: dict) -> None:
             "latency p50 / p99 / max [ms]",
             *each(lambda p: " / ".join(fmt(p[k]) for k in ("p50_ms", "p99_ms", "max_ms"))),
         ),
+        ("  p99 including the ramp-up", *each(lambda p: f"{fmt(p['p99_with_ramp_ms'])} ms")),
         ("load generator send lag p99", *each(lambda p: f"{fmt(p['send_lag_p99_ms'])} ms")),
         ("daphne CPU", *each(cpu)),
         ("  per delivered message", *each(lambda p: f"{fmt(p['daphne_cpu_ms_per_message'], 2)} ms")),
@@ -816,7 +829,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--locations", type=int, default=200)
     parser.add_argument("--clients-per-location", type=float, default=2.5)
-    parser.add_argument("--seconds", type=int, default=20, help="length of each phase (ingest, baseline)")
+    parser.add_argument("--seconds", type=int, default=20, help="measured length of each phase (ingest, baseline)")
+    parser.add_argument(
+        "--ramp-seconds", type=int, default=RAMP_S, help="seconds of each phase's schedule before the measured ones"
+    )
     parser.add_argument("--layer", choices=("memory", "redis", "both"), default="both")
     parser.add_argument("--redis-url", help="default: database 15 of REDIS_URL's server, or of 127.0.0.1:6379")
     parser.add_argument(
@@ -840,6 +856,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if args.locations < 1 or args.seconds < 1 or args.clients_per_location <= 0:
         parser.error("--locations, --seconds and --clients-per-location must be positive")
+    if args.ramp_seconds < 0:
+        parser.error("--ramp-seconds must not be negative")
 
     redis_url = args.redis_url or redis_for_benchmark(None)
     layers = ["memory", "redis"] if args.layer == "both" else [args.layer]
@@ -849,6 +867,7 @@ def main(argv: list[str] | None = None) -> dict:
             "locations": args.locations,
             "clients_per_location": args.clients_per_location,
             "seconds": args.seconds,
+            "ramp_seconds": args.ramp_seconds,
             "samples": args.samples,
             "http_connections": args.http_connections,
             "ingest": args.ingest,
@@ -870,6 +889,7 @@ def main(argv: list[str] | None = None) -> dict:
                 else f"over {args.http_connections} HTTP connections"
             )
             + f"; baseline group_sends over {args.http_connections} HTTP connections; {args.seconds} s per phase"
+            f" after a ramp-up of {args.ramp_seconds} s"
         )
         print(
             f"machine: {os.cpu_count()} cores shared by daphne, the load generator and the clients (and whatever else "
@@ -905,6 +925,7 @@ def main(argv: list[str] | None = None) -> dict:
                         profile_dir,
                         args.consumer_phase,
                         args.ingest,
+                        args.ramp_seconds,
                     )
                 )
             finally:

@@ -49,11 +49,16 @@ every dashboard and report ``htmx:oobErrorNoTarget``) and its cards may differ b
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import functools
 import logging
+import os
 import threading
 import time
+import weakref
 
-from asgiref.sync import async_to_sync
+from asgiref.sync import SyncToAsync, async_to_sync
 from channels.layers import get_channel_layer
 from django.core.cache import cache
 from django.db import transaction
@@ -70,6 +75,8 @@ log = logging.getLogger(__name__)
 LIVE_EVERY_S = 1.0
 ARRIVAL_JITTER_S = 0.1
 EVENTS_EVERY_S = 5.0
+# group_sends handed to the event loop and not finished yet, at most (see send_group).
+SENDS_IN_FLIGHT = 8
 # An open validate page marks its location as watched for this long, renewed every WATCH_RENEW_S.
 WATCH_TTL_S = 60.0
 WATCH_RENEW_S = 20.0
@@ -84,6 +91,8 @@ _lock = threading.Lock()
 _last_push: dict[tuple[int, str], float] = {}  # (location pk, card) -> monotonic time of the last push
 _last_event: dict[int, int | None] = {}  # location pk -> newest event id pushed
 _watched_read: dict[int, tuple[float, bool]] = {}  # location pk -> (monotonic time, watched) last read
+# event loop -> slots for its group_sends under way (a loop that ends takes its slots with it)
+_send_slots: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def group_name(location_id: int) -> str:
@@ -138,18 +147,53 @@ def _due(location_id: int, card: str, interval_s: float, now: float) -> bool:
 
 def send(location_id: int, html: str) -> None:
     """Send rendered HTML to every browser showing the location."""
-    layer = get_channel_layer()
-    if layer is None or not html.strip():
-        return
-    async_to_sync(layer.group_send)(group_name(location_id), {"type": "card.update", "html": html})
+    send_group(group_name(location_id), html)
 
 
 def send_group(group: str, html: str) -> None:
-    """Send rendered HTML to one group (the validate page's variants)."""
+    """Send rendered HTML to one group (a location's dashboards, a validate page's variant).
+
+    Called on a thread the server handed work to (ingest, a view), the ``group_send`` is
+    handed to the server's event loop and not waited for: the thread goes on with the next
+    frame instead of sleeping until the loop got round to it. Only when
+    :data:`SENDS_IN_FLIGHT` sends are still under way does it wait for one to finish, so a
+    loop that falls behind slows ingest down instead of piling up cards nobody will see in
+    time. Elsewhere (a management command, a test without a loop) it runs to completion here.
+    """
     layer = get_channel_layer()
     if layer is None or not html.strip():
         return
-    async_to_sync(layer.group_send)(group, {"type": "card.update", "html": html})
+    message = {"type": "card.update", "html": html}
+    loop = _serving_loop()
+    if loop is None:
+        async_to_sync(layer.group_send)(group, message)
+        return
+    with _lock:
+        slots = _send_slots.get(loop)
+        if slots is None:
+            slots = _send_slots[loop] = threading.BoundedSemaphore(SENDS_IN_FLIGHT)
+    slots.acquire()
+    try:
+        sending = asyncio.run_coroutine_threadsafe(layer.group_send(group, message), loop)
+    except BaseException:
+        slots.release()
+        raise
+    sending.add_done_callback(functools.partial(_sent, slots, group))
+
+
+def _sent(slots: threading.BoundedSemaphore, group: str, done: concurrent.futures.Future) -> None:
+    slots.release()
+    if not done.cancelled() and done.exception() is not None:
+        log.error("could not send to group %s", group, exc_info=done.exception())
+
+
+def _serving_loop() -> asyncio.AbstractEventLoop | None:
+    """The running event loop that handed this thread its work, as ``async_to_sync`` finds it."""
+    here = SyncToAsync.threadlocal
+    loop = getattr(here, "main_event_loop", None)
+    if loop is None or getattr(here, "main_event_loop_pid", None) != os.getpid() or not loop.is_running():
+        return None
+    return loop
 
 
 # ----------------------------------------------------------------------------- renderers

@@ -9,6 +9,7 @@ starts the observation afresh, which is what an installer fixing a CT wants anyw
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 OBSERVE_EVERY_S = 0.5
 # Findings are recomputed at most this often.
 FINDINGS_EVERY_S = 3.0
+FINDINGS_SPREAD_S = 1.0
 # A pause in the data longer than this breaks the chain of load changes.
 BREAK_AFTER_S = 10.0
 
@@ -61,7 +63,9 @@ def observe(setup: Installed, frame: SampleFrame) -> list[Finding]:
         except ValueError as exc:  # the frame was good enough to meter; say why it can't judge
             log.info("validation skipped a frame of location %s: %s", setup.location_id, exc)
     if now - watch.findings_at >= FINDINGS_EVERY_S:
-        watch.findings_at = now
+        # Up to a second early next time: locations whose first frames came together (a server
+        # restart) would otherwise all recompute in the same second, every few seconds.
+        watch.findings_at = now - random.uniform(0.0, FINDINGS_SPREAD_S)
         watch.findings = watch.session.findings()
     return watch.findings
 

@@ -1,0 +1,85 @@
+"""Handing rendered cards to the channel layer from the threads that ingest frames."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+
+from asgiref.sync import async_to_sync, sync_to_async
+from channels.layers import get_channel_layer
+
+from dashboard import broadcast
+
+
+class SlowLayer:
+    """A channel layer whose group_send finishes only when the test says so."""
+
+    def __init__(self, fail: bool = False):
+        self.sent: list[tuple[str, dict]] = []
+        self.fail = fail
+        self.release: asyncio.Event | None = None
+
+    async def group_send(self, group: str, message: dict) -> None:
+        self.release = self.release or asyncio.Event()
+        await self.release.wait()
+        if self.fail:
+            raise ConnectionError("the channel layer is down")
+        self.sent.append((group, message))
+
+
+def test_a_push_from_an_ingest_thread_does_not_wait_for_the_channel_layer(monkeypatch):
+    layer = SlowLayer()
+    monkeypatch.setattr(broadcast, "get_channel_layer", lambda: layer)
+
+    async def scenario():
+        returned = threading.Event()
+
+        def ingest_thread():
+            broadcast.send(7, '<section id="card-live-values"></section>')
+            returned.set()
+
+        await asyncio.wait_for(sync_to_async(ingest_thread, thread_sensitive=False)(), 5)
+        assert returned.is_set() and layer.sent == []  # the thread went on; the send is under way
+        while layer.release is None:
+            await asyncio.sleep(0.01)
+        layer.release.set()
+        while not layer.sent:
+            await asyncio.sleep(0.01)
+
+    async_to_sync(scenario)()
+    assert layer.sent == [("location.7", {"type": "card.update", "html": '<section id="card-live-values"></section>'})]
+
+
+def test_a_failed_send_is_logged(monkeypatch, caplog):
+    layer = SlowLayer(fail=True)
+    monkeypatch.setattr(broadcast, "get_channel_layer", lambda: layer)
+
+    async def scenario():
+        await sync_to_async(broadcast.send, thread_sensitive=False)(7, "<p>card</p>")
+        while layer.release is None:
+            await asyncio.sleep(0.01)
+        layer.release.set()
+        for _ in range(200):
+            if "could not send to group location.7" in caplog.text:
+                return
+            await asyncio.sleep(0.01)
+
+    with caplog.at_level(logging.ERROR, logger="dashboard.broadcast"):
+        async_to_sync(scenario)()
+    assert "could not send to group location.7" in caplog.text
+    assert "the channel layer is down" in caplog.text
+
+
+def test_without_an_event_loop_a_push_is_sent_before_it_returns():
+    layer = get_channel_layer()
+
+    async def member() -> str:
+        channel = await layer.new_channel()
+        await layer.group_add("location.8", channel)
+        return channel
+
+    channel = async_to_sync(member)()
+    broadcast.send(8, "<p>card</p>")  # a management command or a shell: no server loop
+    message = async_to_sync(layer.receive)(channel)
+    assert message == {"type": "card.update", "html": "<p>card</p>"}
