@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
@@ -28,6 +29,12 @@ class SlowLayer:
         self.sent.append((group, message))
 
 
+def in_a_thread_of_its_own(work):
+    """Run ``work`` where no event loop runs (the browser tests leave Playwright's in this one)."""
+    with ThreadPoolExecutor(1) as thread:
+        return thread.submit(work).result(timeout=30)
+
+
 def test_a_push_from_an_ingest_thread_does_not_wait_for_the_channel_layer(monkeypatch):
     layer = SlowLayer()
     monkeypatch.setattr(broadcast, "get_channel_layer", lambda: layer)
@@ -47,7 +54,7 @@ def test_a_push_from_an_ingest_thread_does_not_wait_for_the_channel_layer(monkey
         while not layer.sent:
             await asyncio.sleep(0.01)
 
-    async_to_sync(scenario)()
+    in_a_thread_of_its_own(lambda: asyncio.run(scenario()))
     assert layer.sent == [("location.7", {"type": "card.update", "html": '<section id="card-live-values"></section>'})]
 
 
@@ -66,7 +73,7 @@ def test_a_failed_send_is_logged(monkeypatch, caplog):
             await asyncio.sleep(0.01)
 
     with caplog.at_level(logging.ERROR, logger="dashboard.broadcast"):
-        async_to_sync(scenario)()
+        in_a_thread_of_its_own(lambda: asyncio.run(scenario()))
     assert "could not send to group location.7" in caplog.text
     assert "the channel layer is down" in caplog.text
 
@@ -74,12 +81,14 @@ def test_a_failed_send_is_logged(monkeypatch, caplog):
 def test_without_an_event_loop_a_push_is_sent_before_it_returns():
     layer = get_channel_layer()
 
-    async def member() -> str:
-        channel = await layer.new_channel()
-        await layer.group_add("location.8", channel)
-        return channel
+    def management_command() -> dict:  # or a shell: no server loop
+        async def member() -> str:
+            channel = await layer.new_channel()
+            await layer.group_add("location.8", channel)
+            return channel
 
-    channel = async_to_sync(member)()
-    broadcast.send(8, "<p>card</p>")  # a management command or a shell: no server loop
-    message = async_to_sync(layer.receive)(channel)
-    assert message == {"type": "card.update", "html": "<p>card</p>"}
+        channel = async_to_sync(member)()
+        broadcast.send(8, "<p>card</p>")
+        return async_to_sync(layer.receive)(channel)
+
+    assert in_a_thread_of_its_own(management_command) == {"type": "card.update", "html": "<p>card</p>"}
