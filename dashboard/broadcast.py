@@ -60,6 +60,7 @@ import weakref
 
 from asgiref.sync import SyncToAsync, async_to_sync
 from channels.layers import get_channel_layer
+from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 from django.db.models.signals import post_save
@@ -75,8 +76,6 @@ log = logging.getLogger(__name__)
 LIVE_EVERY_S = 1.0
 ARRIVAL_JITTER_S = 0.1
 EVENTS_EVERY_S = 5.0
-# group_sends handed to the event loop and not finished yet, at most (see send_group).
-SENDS_IN_FLIGHT = 8
 # An open validate page marks its location as watched for this long, renewed every WATCH_RENEW_S.
 WATCH_TTL_S = 60.0
 WATCH_RENEW_S = 20.0
@@ -156,7 +155,7 @@ def send_group(group: str, html: str) -> None:
     Called on a thread the server handed work to (ingest, a view), the ``group_send`` is
     handed to the server's event loop and not waited for: the thread goes on with the next
     frame instead of sleeping until the loop got round to it. Only when
-    :data:`SENDS_IN_FLIGHT` sends are still under way does it wait for one to finish, so a
+    ``settings.CARD_SENDS_IN_FLIGHT`` sends are still under way does it wait for one to finish, so a
     loop that falls behind slows ingest down instead of piling up cards nobody will see in
     time. Elsewhere (a management command, a test without a loop) it runs to completion here.
     """
@@ -171,7 +170,7 @@ def send_group(group: str, html: str) -> None:
     with _lock:
         slots = _send_slots.get(loop)
         if slots is None:
-            slots = _send_slots[loop] = threading.BoundedSemaphore(SENDS_IN_FLIGHT)
+            slots = _send_slots[loop] = threading.BoundedSemaphore(settings.CARD_SENDS_IN_FLIGHT)
     slots.acquire()
     try:
         sending = asyncio.run_coroutine_threadsafe(layer.group_send(group, message), loop)
