@@ -68,7 +68,7 @@ from django.template.loader import render_to_string
 
 from dashboard import cards
 from devices.models import Event, Location
-from metering import live
+from metering import cadence, live
 from metering.installed import installed
 
 log = logging.getLogger(__name__)
@@ -88,6 +88,7 @@ VALIDATE_EVENT_KINDS = frozenset(
 
 _lock = threading.Lock()
 _last_push: dict[tuple[int, str], float] = {}  # (location pk, card) -> monotonic time of the last push
+_last_period: dict[tuple[int, str], object] = {}  # (location pk, card) -> period of the last check
 _last_event: dict[int, int | None] = {}  # location pk -> newest event id pushed
 _watched_read: dict[int, tuple[float, bool]] = {}  # location pk -> (monotonic time, watched) last read
 # event loop -> slots for its group_sends under way (a loop that ends takes its slots with it)
@@ -129,6 +130,7 @@ def reset() -> None:
     """Forget all coalescing state (tests)."""
     with _lock:
         _last_push.clear()
+        _last_period.clear()
         _last_event.clear()
         _watched_read.clear()
 
@@ -141,6 +143,17 @@ def _due(location_id: int, card: str, interval_s: float, now: float) -> bool:
         if last is not None and now - last < interval_s:
             return False
         _last_push[key] = now
+        return True
+
+
+def _due_this_period(location_id: int, card: str, every_s: float, now: float) -> bool:
+    """True (and recorded) once per period of ``every_s``, at a phase of the location's own
+    (:mod:`metering.cadence`): locations do not all check in the same second."""
+    key, current = (location_id, card), cadence.period(location_id, every_s, now)
+    with _lock:
+        if _last_period.get(key) == current:
+            return False
+        _last_period[key] = current
         return True
 
 
@@ -259,7 +272,7 @@ def push_events(location_id: int, now: float | None = None, at_once: bool = Fals
     """Push the newest events when there is a new one; checked at most every few seconds unless
     ``at_once``. True when pushed."""
     now = time.monotonic() if now is None else now
-    if not at_once and not _due(location_id, "events", EVENTS_EVERY_S, now):
+    if not at_once and not _due_this_period(location_id, "events", EVENTS_EVERY_S, now):
         return False
     newest = cards.newest_event_id(location_id)
     with _lock:

@@ -97,7 +97,7 @@ def freshness(t: float | None, now: float) -> dict:
 # watched location. Kept in the process rather than the shared cache: with Redis a read there
 # is a round trip too, and each process can sum for itself.
 _always_on = installed.Kept(BUCKET_S)
-_pulses_today = installed.Kept(TODAY_KEEP_S)
+_pulses_today = installed.Kept(TODAY_KEEP_S, spread_s=TODAY_KEEP_S / 2)
 
 
 def local_midnight(location: Location, now: datetime) -> datetime:

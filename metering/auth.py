@@ -16,7 +16,7 @@ from metering.installed import Kept
 
 REMEMBER_S = 30.0
 
-_gateways_by_token_hash = Kept(REMEMBER_S, keep_none=False)
+_gateways_by_token_hash = Kept(REMEMBER_S, keep_none=False, spread_s=REMEMBER_S / 3)
 
 
 def bearer_token(authorization: str | bytes | None) -> str | None:

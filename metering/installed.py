@@ -8,6 +8,7 @@ a second): a change reaches this process at once and every other within a second
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 import weakref
@@ -36,6 +37,7 @@ from metering.core import CtChannel, MeterConfig
 
 # Kept at most this long even without a change (a safety net for edits that bypass the ORM).
 CACHE_SECONDS = 300.0
+CACHE_SPREAD_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -104,11 +106,14 @@ class Kept:
     An entry may carry a ``stamp`` (a day, a 5-minute bucket): when the stamp moves on the
     entry is loaded again and replaced, so a key holds one entry however long the process runs.
     ``load()`` returning None is kept only with ``keep_none`` (an unknown token must not be).
+    With ``spread_s`` an entry is kept up to that much less, at random: keys loaded together
+    (every location's first frame after a restart) then do not all expire in the same second.
     """
 
-    def __init__(self, max_age_s: float, *, keep_none: bool = True) -> None:
+    def __init__(self, max_age_s: float, *, keep_none: bool = True, spread_s: float = 0.0) -> None:
         self.max_age_s = max_age_s
         self.keep_none = keep_none
+        self.spread_s = spread_s
         self._version: int | None = None
         self._entries: dict[Hashable, tuple[Hashable, float, Any]] = {}  # key -> (stamp, time, value)
         self._lock = threading.Lock()
@@ -127,7 +132,7 @@ class Kept:
         if value is not None or self.keep_none:
             with self._lock:
                 if self._version == current:  # not if a change came in while loading
-                    self._entries[key] = (stamp, now, value)
+                    self._entries[key] = (stamp, now - random.uniform(0.0, self.spread_s), value)
         return value
 
     def clear(self) -> None:
@@ -136,7 +141,7 @@ class Kept:
 
 
 _all_kept: weakref.WeakSet[Kept] = weakref.WeakSet()
-_installations = Kept(CACHE_SECONDS)
+_installations = Kept(CACHE_SECONDS, spread_s=CACHE_SPREAD_S)
 
 
 def installed(location_id: int) -> Installed:

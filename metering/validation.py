@@ -9,11 +9,11 @@ starts the observation afresh, which is what an installer fixing a CT wants anyw
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from dataclasses import dataclass, field
 
+from metering import cadence
 from metering.commissioning import Commissioning, Finding
 from metering.frames import SampleFrame
 from metering.installed import Installed
@@ -25,7 +25,6 @@ log = logging.getLogger(__name__)
 OBSERVE_EVERY_S = 0.5
 # Findings are recomputed at most this often.
 FINDINGS_EVERY_S = 3.0
-FINDINGS_SPREAD_S = 1.0
 # A pause in the data longer than this breaks the chain of load changes.
 BREAK_AFTER_S = 10.0
 
@@ -36,7 +35,7 @@ class _Watch:
     session: Commissioning
     observed_at: float = 0.0
     last_end_t: float | None = None
-    findings_at: float = 0.0
+    findings_period: object = None
     findings: list[Finding] = field(default_factory=list)
 
 
@@ -62,10 +61,9 @@ def observe(setup: Installed, frame: SampleFrame) -> list[Finding]:
             watch.session.add_frame(frame.voltages, _configured(frame, setup), frame.fs_hz)
         except ValueError as exc:  # the frame was good enough to meter; say why it can't judge
             log.info("validation skipped a frame of location %s: %s", setup.location_id, exc)
-    if now - watch.findings_at >= FINDINGS_EVERY_S:
-        # Up to a second early next time: locations whose first frames came together (a server
-        # restart) would otherwise all recompute in the same second, every few seconds.
-        watch.findings_at = now - random.uniform(0.0, FINDINGS_SPREAD_S)
+    current = cadence.period(setup.location_id, FINDINGS_EVERY_S, now)  # each location at a phase of its own
+    if current != watch.findings_period:
+        watch.findings_period = current
         watch.findings = watch.session.findings()
     return watch.findings
 

@@ -14,7 +14,7 @@ import pytest
 from config.management.commands.runserver import Command as Runserver
 from daphne.server import Server
 
-from config.server import InfinityServer
+from config.server import GC_THRESHOLDS, InfinityServer
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -66,8 +66,11 @@ def test_before_serving_it_leaves_the_startup_objects_out_of_full_collections(mo
     # Full collections walking every module, model and URL pattern paused the server for
     # 100-150 ms every few seconds under load (dashboard.bench).
     monkeypatch.setattr(Server, "run", lambda self: None)
+    thresholds = gc.get_threshold()
     try:
         InfinityServer(application=None, endpoints=["tcp:port=0:interface=127.0.0.1"]).run()
         assert gc.get_freeze_count() > 10_000
+        assert gc.get_threshold() == GC_THRESHOLDS
     finally:
         gc.unfreeze()
+        gc.set_threshold(*thresholds)

@@ -8,7 +8,7 @@ import pytest
 
 from dashboard import broadcast
 from devices.models import Event
-from metering import live
+from metering import cadence, live
 from tests.dashboard.conftest import ingest
 from tests.factories import make_location, star_frame
 
@@ -62,13 +62,15 @@ def test_it_renders_a_burst_of_frames_once(client, house, sent):
     assert len(live_pushes) == 1
 
 
-def test_it_pushes_events_only_when_there_is_a_new_one_and_at_most_every_few_seconds(house, sent):
+def test_it_pushes_events_only_when_there_is_a_new_one_and_at_most_once_every_few_seconds(house, sent):
     location, _ = house
-    assert broadcast.push_events(location.pk, now=0.0) is True  # first look of this process
-    assert broadcast.push_events(location.pk, now=10.0) is False  # nothing new
+    every = broadcast.EVENTS_EVERY_S
+    begins = every - cadence.phase_s(location.pk, every)  # one of this location's periods begins
+    assert broadcast.push_events(location.pk, now=begins) is True  # first look of this process
+    assert broadcast.push_events(location.pk, now=begins + every) is False  # nothing new
     Event.objects.create(location=location, kind=Event.DATA_GAP, message="Data gap: 2 frames missing")
-    assert broadcast.push_events(location.pk, now=12.0) is False  # checked 2 s ago
-    assert broadcast.push_events(location.pk, now=15.0) is True
+    assert broadcast.push_events(location.pk, now=begins + every + 2.0) is False  # checked in this period
+    assert broadcast.push_events(location.pk, now=begins + 2 * every) is True
     assert "Data gap: 2 frames missing" in sent[-1][1]
     assert sent[-1][1].lstrip().startswith('<div id="events-live"')
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 from django.core.cache import cache
 from django.db.models.signals import post_save
@@ -43,3 +45,24 @@ def test_it_forgets_at_once_when_this_process_saves_a_change():
     ct.save()
     assert installed(location.pk) is not first
     assert installed(location.pk).meter.channels[-1].phase == "L2"
+
+
+def test_values_kept_together_do_not_all_expire_together(monkeypatch):
+    # Every location's first frame after a restart loads its installation in the same second;
+    # reloading all of them again in one second, every few minutes, would stall ingest.
+    now = [1000.0]
+    monkeypatch.setattr(installed_module, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    kept = installed_module.Kept(10.0, spread_s=5.0)
+    for key in range(200):
+        kept.get(key, lambda: "loaded")
+
+    reloaded: list[int] = []
+    now[0] += 7.5  # halfway through the spread
+    for key in range(200):
+        kept.get(key, lambda key=key: reloaded.append(key) or "loaded")
+    assert 50 < len(reloaded) < 150
+
+    now[0] += 2.6  # every entry of the first load is older than 10 s now
+    for key in set(range(200)) - set(reloaded):
+        kept.get(key, lambda key=key: reloaded.append(key) or "loaded")
+    assert sorted(reloaded) == list(range(200))
