@@ -91,6 +91,8 @@ _last_push: dict[tuple[int, str], float] = {}  # (location pk, card) -> monotoni
 _last_period: dict[tuple[int, str], object] = {}  # (location pk, card) -> period of the last check
 _last_event: dict[int, int | None] = {}  # location pk -> newest event id pushed
 _watched_read: dict[int, tuple[float, bool]] = {}  # location pk -> (monotonic time, watched) last read
+# A thread waits this long at most for a free slot (see send_group); the next push supersedes a dropped one.
+SEND_WAIT_MAX_S = 10.0
 # event loop -> slots for its group_sends under way (a loop that ends takes its slots with it)
 _send_slots: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -184,7 +186,9 @@ def send_group(group: str, html: str) -> None:
         slots = _send_slots.get(loop)
         if slots is None:
             slots = _send_slots[loop] = threading.BoundedSemaphore(settings.CARD_SENDS_IN_FLIGHT)
-    slots.acquire()
+    if not slots.acquire(timeout=SEND_WAIT_MAX_S):  # the loop is stuck or shutting down
+        log.warning("cards for group %s dropped: the event loop finished no push in %.0f s", group, SEND_WAIT_MAX_S)
+        return
     try:
         sending = asyncio.run_coroutine_threadsafe(layer.group_send(group, message), loop)
     except BaseException:

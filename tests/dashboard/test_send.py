@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from asgiref.sync import async_to_sync, sync_to_async
@@ -92,3 +93,24 @@ def test_without_an_event_loop_a_push_is_sent_before_it_returns():
         return async_to_sync(layer.receive)(channel)
 
     assert in_a_thread_of_its_own(management_command) == {"type": "card.update", "html": "<p>card</p>"}
+
+
+def test_a_thread_waits_for_a_free_slot_and_drops_the_card_when_the_loop_is_stuck(monkeypatch, settings, caplog):
+    settings.CARD_SENDS_IN_FLIGHT = 1
+    monkeypatch.setattr(broadcast, "SEND_WAIT_MAX_S", 0.3)
+    layer = SlowLayer()  # never finishes a send
+    monkeypatch.setattr(broadcast, "get_channel_layer", lambda: layer)
+
+    async def scenario() -> float:
+        def ingest_thread() -> float:
+            broadcast.send(7, "<p>first</p>")  # takes the only slot
+            started = time.monotonic()
+            broadcast.send(7, "<p>second</p>")  # waits for it, then gives up
+            return time.monotonic() - started
+
+        return await sync_to_async(ingest_thread, thread_sensitive=False)()
+
+    with caplog.at_level(logging.WARNING, logger="dashboard.broadcast"):
+        waited = in_a_thread_of_its_own(lambda: asyncio.run(scenario()))
+    assert waited >= 0.3
+    assert "cards for group location.7 dropped" in caplog.text
