@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import math
 import os
 import re
@@ -600,62 +601,35 @@ async def run_layer(
         by_pk = {int(pk): count for pk, count in orjson.loads(reply)["coalesced"].items()}
         return Counter({site.index: by_pk[site.pk] for site in sites if by_pk.get(site.pk)})
 
+    def server_sends(to: str):
+        """A request that makes the server send a fragment of the live cards' size to ``to``'s group."""
+
+        async def request(connection: HttpConnection, site: Site, k: int) -> bool | str:
+            status, _ = await connection.request(
+                "POST", f"/bench/send?to={to}&group={site.pk}&t={t0 + k + duration_s:.3f}&size={size}"
+            )
+            return True if status == 204 else f"HTTP {status}"
+
+        return request
+
+    phase = functools.partial(run_phase, server, sites, seconds, connections, t0=t0, duration_s=duration_s)
     await warm_up(server.port, sites, ingest, connections, ingest_transport)
     await asyncio.sleep(1)  # frame 1 would otherwise be coalesced with frame 0
-    live = await run_phase(
-        server,
-        sites,
-        seconds,
-        connections,
+    live = await phase(
         path="/ws/locations/{pk}/",
         cookie=cookie,
         request=ingest,
-        t0=t0,
-        duration_s=duration_s,
         ramp_s=ramp_s,
         coalesced=coalesced,
         transport=ingest_transport,
     )
     size = live["fragment_chars"] or 4000
-
-    async def group_send(connection: HttpConnection, site: Site, k: int) -> bool | str:
-        status, _ = await connection.request(
-            "POST", f"/bench/send?group={site.pk}&t={t0 + k + duration_s:.3f}&size={size}"
-        )
-        return True if status == 204 else f"HTTP {status}"
-
-    baseline = await run_phase(
-        server,
-        sites,
-        seconds,
-        connections,
-        path="/ws/bench/{pk}/",
-        cookie=None,
-        request=group_send,
-        t0=t0,
-        duration_s=duration_s,
-        ramp_s=ramp_s,
-    )
+    group_send = server_sends("bench")
+    baseline = await phase(path="/ws/bench/{pk}/", cookie=None, request=group_send, ramp_s=ramp_s)
     report = {"ingest": live, "baseline": baseline}
     if consumer_phase:
-
-        async def card_update(connection: HttpConnection, site: Site, k: int) -> bool | str:
-            status, _ = await connection.request(
-                "POST", f"/bench/send?to=location&group={site.pk}&t={t0 + k + duration_s:.3f}&size={size}"
-            )
-            return True if status == 204 else f"HTTP {status}"
-
-        report["consumer"] = await run_phase(
-            server,
-            sites,
-            seconds,
-            connections,
-            path="/ws/locations/{pk}/",
-            cookie=cookie,
-            request=card_update,
-            t0=t0,
-            duration_s=duration_s,
-            ramp_s=ramp_s,
+        report["consumer"] = await phase(
+            path="/ws/locations/{pk}/", cookie=cookie, request=server_sends("location"), ramp_s=ramp_s
         )
     if live["p99_ms"] is not None and baseline["p99_ms"]:
         report["p99_ratio"] = live["p99_ms"] / baseline["p99_ms"]
