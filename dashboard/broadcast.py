@@ -57,6 +57,7 @@ import os
 import threading
 import time
 import weakref
+from collections.abc import Callable
 
 from asgiref.sync import SyncToAsync, async_to_sync
 from channels.layers import get_channel_layer
@@ -322,50 +323,41 @@ def push_validate(
 # ----------------------------------------------------------------------------- receivers
 
 
-def on_live_values_updated(sender: int, values: dict, **kwargs) -> None:
+def _safely(what: str, location_id: int, push: Callable[[], object]) -> None:
+    """Run ``push``; a card that cannot be rendered or sent is logged, never raised into what
+    triggered it (ingest, a device's acknowledgement, a saved event)."""
     try:
+        push()
+    except Exception:
+        log.exception("could not push the %s of location %s", what, location_id)
+
+
+def on_live_values_updated(sender: int, values: dict, **kwargs) -> None:
+    def live_cards() -> None:
         push_live(sender, values)
         push_events(sender)
-    except Exception:  # a card must never break ingest
-        log.exception("could not push the live cards of location %s", sender)
-    try:
-        push_validate(sender, values)
-    except Exception:
-        log.exception("could not push the validation cards of location %s", sender)
+
+    _safely("live cards", sender, live_cards)
+    _safely("validation cards", sender, lambda: push_validate(sender, values))
 
 
 def on_relay_changed(sender: int, relay=None, **kwargs) -> None:
-    try:
-        push_relays(sender)
-    except Exception:
-        log.exception("could not push the relay states of location %s", sender)
+    _safely("relay states", sender, lambda: push_relays(sender))
 
 
 def on_event_saved(sender, instance: Event, created: bool, **kwargs) -> None:
-    if not created:
-        return
-
-    def push() -> None:
-        try:
-            push_events(instance.location_id, at_once=True)
-        except Exception:
-            log.exception("could not push the events of location %s", instance.location_id)
-
-    transaction.on_commit(push)
+    if created:
+        location_id = instance.location_id
+        transaction.on_commit(lambda: _safely("events", location_id, lambda: push_events(location_id, at_once=True)))
 
 
 def on_event_saved_validate(sender, instance: Event, created: bool, **kwargs) -> None:
     """Gateway, data-gap, diagnosis and configuration events change the validate page at once."""
-    if not created or instance.kind not in VALIDATE_EVENT_KINDS:
-        return
-
-    def push() -> None:
-        try:
-            push_validate(instance.location_id, at_once=True)
-        except Exception:
-            log.exception("could not push the validation cards of location %s", instance.location_id)
-
-    transaction.on_commit(push)
+    if created and instance.kind in VALIDATE_EVENT_KINDS:
+        location_id = instance.location_id
+        transaction.on_commit(
+            lambda: _safely("validation cards", location_id, lambda: push_validate(location_id, at_once=True))
+        )
 
 
 def connect_signals() -> None:
