@@ -6,8 +6,8 @@ import time
 
 import orjson
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncWebsocketConsumer
 
+from config.consumers import WithoutConnectionHop
 from metering import commands
 from metering.api import on_ingest_threads, record_invalid_frame
 from metering.auth import gateway_for
@@ -49,7 +49,11 @@ def gateway_group(gateway_id: int) -> str:
     return f"gateway.{gateway_id}"
 
 
-class IngestConsumer(AsyncWebsocketConsumer):
+class IngestConsumer(WithoutConnectionHop):
+    # A frame's database work runs on the ingest threads, which check their connections
+    # themselves (on_ingest_threads).
+    no_connection_check = frozenset({"websocket.receive"})
+
     async def connect(self) -> None:
         headers = dict(self.scope.get("headers", []))
         self.authorization = headers.get(b"authorization")
@@ -61,15 +65,6 @@ class IngestConsumer(AsyncWebsocketConsumer):
         self.group = gateway_group(self.gateway.pk)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
-
-    async def dispatch(self, message: dict) -> None:
-        # Channels' dispatch first runs close_old_connections on its database thread, before
-        # every handler. A frame's database work runs on the ingest threads, which check their
-        # connections themselves (on_ingest_threads): the extra hop per frame is not needed.
-        if message["type"] == "websocket.receive":
-            await self.websocket_receive(message)
-        else:
-            await super().dispatch(message)
 
     async def disconnect(self, code: int) -> None:
         if getattr(self, "group", None):
