@@ -260,14 +260,22 @@ def render_validate_cards(location: Location, values: dict | None) -> dict[bool,
 # ----------------------------------------------------------------------------- pushes
 
 
+def _location(location_id: int) -> Location | None:
+    """The location's row as the cached installation holds it (ingest has just used it, so no
+    query per push; any change to the location forgets it), or None when it is gone."""
+    try:
+        return installed(location_id).location
+    except Location.DoesNotExist:
+        return None
+
+
 def push_live(location_id: int, values: dict, now: float | None = None) -> bool:
     """Push the live cards unless they were pushed less than a second ago. True when pushed."""
     now = time.monotonic() if now is None else now
     if not _due(location_id, "live", LIVE_EVERY_S - ARRIVAL_JITTER_S, now):
         return False
-    try:  # ingest has just used the installation, so its cached row is there: no query per push
-        location = installed(location_id).location
-    except Location.DoesNotExist:
+    location = _location(location_id)
+    if location is None:
         return False
     send(location_id, render_live_cards(location, values))
     return True
@@ -284,7 +292,7 @@ def push_events(location_id: int, now: float | None = None, at_once: bool = Fals
         if location_id in _last_event and _last_event[location_id] == newest:
             return False
         _last_event[location_id] = newest
-    location = Location.objects.filter(pk=location_id).first()
+    location = _location(location_id)
     if location is None:
         return False
     send(location_id, render_events(location))
@@ -293,7 +301,7 @@ def push_events(location_id: int, now: float | None = None, at_once: bool = Fals
 
 def push_relays(location_id: int) -> None:
     """Push every relay's state and the newest events (a switch request or acknowledgement)."""
-    location = Location.objects.filter(pk=location_id).first()
+    location = _location(location_id)
     if location is None:
         return
     send(location_id, render_relay_states(location))
@@ -310,7 +318,7 @@ def push_validate(
         return False
     if not watched(location_id):
         return False
-    location = Location.objects.filter(pk=location_id).first()
+    location = _location(location_id)
     if location is None:
         return False
     if values is None:
