@@ -7,6 +7,14 @@ messages, MQTT) or the compact binary encoding (WebSocket binary messages) -- in
 :class:`SampleFrame` of float64 arrays, or refuses them with a :class:`FrameError` that names
 the problem and the JSON path of the offending field.
 
+Two kinds of refusal, told apart by ``status`` (the HTTP status a transport answers with):
+a :class:`FrameError` (``status`` 400) is input that breaks the format -- malformed JSON, a
+missing field, a value outside its documented range; a :class:`FrameRefused` (a
+``FrameError`` subclass, ``status`` 422) is a frame that is well formed in every other
+respect but whose ``t`` the server will not accept: before 2020, or further ahead of the
+server's clock than :data:`MAX_CLOCK_AHEAD_S`. The clock rules are checked last, so a
+``FrameRefused`` always means "only the device's clock is wrong".
+
 The module imports numpy and orjson only, never Django, so the metering core, the simulator
 and the benchmarks can use it outside a Django process. ``docs/frames.md`` documents the
 formats, every rule, the limits and the measured timings.
@@ -19,6 +27,7 @@ import math
 import numbers
 import re
 import struct
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +36,9 @@ import orjson
 
 __all__ = [
     "BINARY_MAGIC",
+    "EARLIEST_T",
+    "MAX_CLOCK_AHEAD_S",
+    "MAX_COUNTER",
     "FS_RANGE_HZ",
     "MAX_CHANNELS",
     "MAX_FRAMES_PER_BODY",
@@ -35,6 +47,7 @@ __all__ = [
     "MAX_SAMPLES_PER_CHANNEL",
     "SUPPORTED_VERSIONS",
     "FrameError",
+    "FrameRefused",
     "InputReading",
     "SampleFrame",
     "decode_binary",
@@ -63,10 +76,18 @@ FS_RANGE_HZ = (1_000.0, 50_000.0)
 SUPPORTED_VERSIONS = (1,)
 #: First four bytes of a binary frame.
 BINARY_MAGIC = b"IFB1"
+#: ``seq`` and input ``pulses`` are below this: integers a JSON number (an IEEE double, as
+#: in JavaScript and many device JSON encoders) holds exactly, and far inside the signed
+#: 64 bits of the database columns.
+MAX_COUNTER = 2**53
+#: Earliest accepted ``t``: 2020-01-01T00:00:00Z. Earlier is a device clock that was never set.
+EARLIEST_T = 1_577_836_800.0
+#: How far (s) a frame's ``t`` may be ahead of the server's clock: room for a gateway clock
+#: without NTP drifting for weeks, while a clock that is hours or years off is refused.
+MAX_CLOCK_AHEAD_S = 300.0
 
 VOLTAGE_CHANNELS = ("L1", "L2", "L3")
 MAX_SERIAL_CHARS = 64
-MAX_UINT64 = 2**64 - 1
 
 _REQUIRED_FIELDS = ("v", "powerbox", "seq", "t", "fs", "voltages", "currents")
 _KNOWN_FIELDS = frozenset(_REQUIRED_FIELDS) | {"inputs"}
@@ -100,9 +121,23 @@ class FrameError(ValueError):
     def __str__(self) -> str:
         return self.message
 
+    #: The HTTP status for this refusal: 400, the input breaks the format.
+    status = 400
+
     def as_dict(self) -> dict[str, str | None]:
         """The error as a JSON-able response body: ``{"error": message, "field": field}``."""
         return {"error": self.message, "field": self.field}
+
+
+class FrameRefused(FrameError):
+    """A well-formed frame whose ``t`` the server refuses: before :data:`EARLIEST_T` or more
+    than :data:`MAX_CLOCK_AHEAD_S` ahead of the server's clock (HTTP 422).
+
+    Raised only after every format rule has passed, so the device's data is fine and its
+    clock is not. ``field`` is ``"t"`` (``"[i].t"`` in a list).
+    """
+
+    status = 422
 
 
 @dataclass(frozen=True)
@@ -184,23 +219,25 @@ def parse_json(body: bytes | bytearray | memoryview | str) -> list[dict[str, Any
     return _parse_json(body)[0]
 
 
-def parse_frames(body: bytes | bytearray | memoryview | str) -> list[SampleFrame]:
+def parse_frames(body: bytes | bytearray | memoryview | str, *, now: float | None = None) -> list[SampleFrame]:
     """Decode and validate a JSON body of one frame or a list of frames, all or nothing.
 
-    :func:`parse_json` followed by :func:`frame_from_dict` on each frame. When the body is a
+    :func:`parse_json` followed by :func:`frame_from_dict` on each frame, all against the
+    same ``now`` (the server's Unix time, ``time.time()`` when ``None``). When the body is a
     list, an error in a frame has its message and ``field`` prefixed with the frame's index:
-    ``"frame [2]: ..."``, ``"[2].seq"``.
+    ``"frame [2]: ..."``, ``"[2].seq"``; it keeps its class (:class:`FrameRefused` stays one).
     """
     docs, is_list = _parse_json(body)
+    now = time.time() if now is None else now
     if not is_list:
-        return [frame_from_dict(docs[0])]
+        return [frame_from_dict(docs[0], now=now)]
     frames = []
     for i, doc in enumerate(docs):
         try:
-            frames.append(frame_from_dict(doc))
+            frames.append(frame_from_dict(doc, now=now))
         except FrameError as exc:
             path = f"[{i}]" if exc.field is None else f"[{i}].{exc.field}"
-            raise FrameError(f"frame [{i}]: {exc.message}", path) from None
+            raise type(exc)(f"frame [{i}]: {exc.message}", path) from None
     return frames
 
 
@@ -232,17 +269,21 @@ def _parse_json(body: bytes | bytearray | memoryview | str) -> tuple[list[dict[s
     return doc, True
 
 
-def frame_from_dict(doc: dict[str, Any]) -> SampleFrame:
+def frame_from_dict(doc: dict[str, Any], *, now: float | None = None) -> SampleFrame:
     """Validate a decoded JSON frame and convert its sample lists to float64 arrays.
 
     Every rule of ``docs/frames.md`` is checked, cheapest first; the first broken one raises.
     Each channel is converted in one C-level pass, all channels land in one
-    ``(channels, samples)`` block, and finiteness is checked once over the block.
+    ``(channels, samples)`` block, and finiteness is checked once over the block. Then ``t``
+    is checked against the clock: ``now`` is the server's Unix time (``time.time()`` when
+    ``None``).
 
     Raises
     ------
     FrameError
         With ``field`` the JSON path of the offending value.
+    FrameRefused
+        The frame is well formed but its ``t`` is before 2020 or too far in the future.
     """
     if not isinstance(doc, dict):
         raise FrameError(f"frame is not an object but {_json_type(doc)}")
@@ -279,7 +320,9 @@ def frame_from_dict(doc: dict[str, Any]) -> SampleFrame:
         except (TypeError, OverflowError):
             _raise_not_a_number(name, samples)
     _check_no_bools(block, names, lists)
-    return _assemble(version, powerbox, seq, t, fs_hz, names, len(voltages), block, inputs)
+    frame = _assemble(version, powerbox, seq, t, fs_hz, names, len(voltages), block, inputs)
+    _check_clock(t, now)
+    return frame
 
 
 def frame_to_dict(frame: SampleFrame) -> dict[str, Any]:
@@ -355,21 +398,24 @@ def encode_binary(frame: SampleFrame) -> bytes:
     return b"".join(parts)
 
 
-def decode_binary(data: bytes | bytearray | memoryview) -> SampleFrame:
+def decode_binary(data: bytes | bytearray | memoryview, *, now: float | None = None) -> SampleFrame:
     """Decode and validate a binary frame (docs/frames.md).
 
     The header is read field by field with bounds checks, the samples in one
     ``np.frombuffer`` and scaled per channel to float64; then the same rules as for JSON
-    apply. Any malformed buffer -- truncated, bad magic, garbled -- raises
-    :class:`FrameError`, never another exception.
+    apply, the clock rules last against ``now`` (``time.time()`` when ``None``). Any
+    malformed buffer -- truncated, bad magic, garbled -- raises :class:`FrameError`, never
+    another exception; a well-formed frame with a wrong clock raises :class:`FrameRefused`.
     """
     data = bytes(data)
     try:
-        return _decode_binary(data)
+        frame = _decode_binary(data)
     except FrameError:
         raise
     except (struct.error, UnicodeDecodeError, IndexError, ValueError, OverflowError) as exc:
         raise FrameError(f"binary frame garbled: {exc}") from None
+    _check_clock(frame.t, now)
+    return frame
 
 
 def _decode_binary(data: bytes) -> SampleFrame:
@@ -524,19 +570,39 @@ def _check_powerbox(value: object) -> str:
 
 
 def _check_seq(value: object) -> int:
-    if not _is_int(value) or not 0 <= value <= MAX_UINT64:
+    if not _is_int(value) or not 0 <= value < MAX_COUNTER:
         shown = _json_type(value) if not _is_int(value) else value
-        raise FrameError(f"seq must be a non-negative integer below 2**64, got {shown}", "seq")
+        raise FrameError(f"seq must be a non-negative integer below 2**53, got {shown}", "seq")
     return int(value)
 
 
 def _check_t(value: object) -> float:
+    """The format rules of ``t``; the clock rules are :func:`_check_clock`."""
     if not _is_number(value):
         raise FrameError(f"t must be a number of seconds, got {_json_type(value)}", "t")
-    t = float(value)
-    if not (math.isfinite(t) and t >= 0):
-        raise FrameError(f"t must be finite and >= 0, got {t!r}", "t")
+    try:
+        t = float(value)
+    except OverflowError:
+        raise FrameError("t is out of range for a float", "t") from None
+    if not math.isfinite(t):
+        raise FrameError(f"t must be finite, got {t!r}", "t")
     return t
+
+
+def _check_clock(t: float, now: float | None) -> None:
+    """Refuse a ``t`` before 2020 or more than :data:`MAX_CLOCK_AHEAD_S` ahead of ``now``."""
+    if t < EARLIEST_T:
+        raise FrameRefused(
+            f"t {t!r} is before 2020-01-01T00:00:00Z ({EARLIEST_T:.0f}); check the device's clock",
+            "t",
+        )
+    now = time.time() if now is None else now
+    if t > now + MAX_CLOCK_AHEAD_S:
+        raise FrameRefused(
+            f"t {t!r} is more than {MAX_CLOCK_AHEAD_S:.0f} s ahead of the server's clock ({now:.3f}); "
+            "check the device's clock",
+            "t",
+        )
 
 
 def _check_fs(value: object) -> float:
@@ -657,10 +723,10 @@ def _check_inputs(inputs: object) -> dict[str, InputReading]:
         if not _is_int(state) or state not in (0, 1):
             shown = state if _is_int(state) else _json_type(state)
             raise FrameError(f"{path}.state must be 0 or 1, got {shown}", f"{path}.state")
-        if not _is_int(pulses) or not 0 <= pulses <= MAX_UINT64:
+        if not _is_int(pulses) or not 0 <= pulses < MAX_COUNTER:
             shown = pulses if _is_int(pulses) else _json_type(pulses)
             raise FrameError(
-                f"{path}.pulses must be a non-negative integer below 2**64, got {shown}",
+                f"{path}.pulses must be a non-negative integer below 2**53, got {shown}",
                 f"{path}.pulses",
             )
         readings[name] = InputReading(state=int(state), pulses=int(pulses))

@@ -5,9 +5,11 @@ from __future__ import annotations
 import copy
 import json
 import math
+import re
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,11 +17,14 @@ import orjson
 import pytest
 
 from metering.frames import (
+    EARLIEST_T,
     MAX_CHANNELS,
+    MAX_CLOCK_AHEAD_S,
     MAX_FRAME_BYTES,
     MAX_FRAMES_PER_BODY,
     MAX_SAMPLES_PER_CHANNEL,
     FrameError,
+    FrameRefused,
     InputReading,
     SampleFrame,
     decode_binary,
@@ -173,7 +178,8 @@ def test_it_accepts_the_limits():
     assert frame_from_dict(changed("fs", 1000)).fs_hz == 1000.0
     assert frame_from_dict(changed("fs", 50_000.0)).fs_hz == 50_000.0
     assert frame_from_dict(changed("seq", 0)).seq == 0
-    assert frame_from_dict(changed("seq", 2**64 - 1)).seq == 2**64 - 1
+    assert frame_from_dict(changed("seq", 2**53 - 1)).seq == 2**53 - 1
+    assert frame_from_dict(changed("inputs.INP-0001/1.pulses", 2**53 - 1)).inputs["INP-0001/1"].pulses == 2**53 - 1
     assert frame_from_dict(changed("powerbox", "P" * 64)).powerbox == "P" * 64
     full = {f"CTH-{hub:04d}/{letter}": [0.5] for hub in range(1, 8) for letter in "ABCD"}
     doc = changed("currents", full, changed("voltages", {"L1": [1.0], "L2": [2.0], "L3": [3.0]}))
@@ -272,9 +278,9 @@ def test_it_accepts_a_body_of_exactly_the_limit():
 
 
 def test_it_explains_errors_as_json():
-    error = FrameError("seq must be a non-negative integer below 2**64, got -1", "seq")
+    error = FrameError("seq must be a non-negative integer below 2**53, got -1", "seq")
 
-    assert str(error) == error.message == "seq must be a non-negative integer below 2**64, got -1"
+    assert str(error) == error.message == "seq must be a non-negative integer below 2**53, got -1"
     assert error.as_dict() == {"error": error.message, "field": "seq"}
     assert isinstance(error, ValueError)
     assert FrameError("malformed JSON: x").as_dict() == {"error": "malformed JSON: x", "field": None}
@@ -308,18 +314,17 @@ def test_it_explains_errors_as_json():
         ("powerbox", "PB 0001", r"powerbox 'PB 0001' is not a serial", "powerbox"),
         ("powerbox", "PB/0001", r"powerbox 'PB/0001' is not a serial", "powerbox"),
         # seq
-        ("seq", -1, r"seq must be a non-negative integer below 2\*\*64, got -1", "seq"),
-        ("seq", 2**64, r"seq must be a non-negative integer below 2\*\*64, got 18446744073709551616", "seq"),
-        ("seq", True, r"seq must be a non-negative integer below 2\*\*64, got a boolean", "seq"),
-        ("seq", 3.0, r"seq must be a non-negative integer below 2\*\*64, got a number", "seq"),
-        ("seq", "3", r"seq must be a non-negative integer below 2\*\*64, got a string", "seq"),
-        ("seq", None, r"seq must be a non-negative integer below 2\*\*64, got null", "seq"),
+        ("seq", -1, r"seq must be a non-negative integer below 2\*\*53, got -1", "seq"),
+        ("seq", 2**64, r"seq must be a non-negative integer below 2\*\*53, got 18446744073709551616", "seq"),
+        ("seq", True, r"seq must be a non-negative integer below 2\*\*53, got a boolean", "seq"),
+        ("seq", 3.0, r"seq must be a non-negative integer below 2\*\*53, got a number", "seq"),
+        ("seq", "3", r"seq must be a non-negative integer below 2\*\*53, got a string", "seq"),
+        ("seq", None, r"seq must be a non-negative integer below 2\*\*53, got null", "seq"),
         # t
         ("t", "now", r"t must be a number of seconds, got a string", "t"),
         ("t", False, r"t must be a number of seconds, got a boolean", "t"),
-        ("t", -0.5, r"t must be finite and >= 0, got -0.5", "t"),
-        ("t", math.inf, r"t must be finite and >= 0, got inf", "t"),
-        ("t", math.nan, r"t must be finite and >= 0, got nan", "t"),
+        ("t", math.inf, r"t must be finite, got inf", "t"),
+        ("t", math.nan, r"t must be finite, got nan", "t"),
         # fs
         ("fs", "6400", r"fs must be a number of samples per second, got a string", "fs"),
         ("fs", True, r"fs must be a number of samples per second, got a boolean", "fs"),
@@ -422,7 +427,7 @@ def test_it_explains_errors_as_json():
         (
             "inputs.INP-0001/1.pulses",
             -1,
-            r"inputs.INP-0001/1.pulses must be a non-negative integer below 2\*\*64, got -1",
+            r"inputs.INP-0001/1.pulses must be a non-negative integer below 2\*\*53, got -1",
             "inputs.INP-0001/1.pulses",
         ),
         (
@@ -628,8 +633,7 @@ VERSION, FLAGS, N_VOLTAGES, N_SAMPLES, T_AT, FS_AT, POWERBOX = 4, 5, 6, 10, 22, 
         (N_VOLTAGES, "<BB", (3, 29), r"too many channels: 32, limit 31", "currents"),
         (N_SAMPLES, "<I", (0,), r"voltages.L1 is empty", "voltages.L1"),
         (N_SAMPLES, "<I", (MAX_SAMPLES_PER_CHANNEL + 1,), r"voltages.L1 has 65537 samples, limit 65536", "voltages.L1"),
-        (T_AT, "<d", (math.nan,), r"t must be finite and >= 0, got nan", "t"),
-        (T_AT, "<d", (-1.0,), r"t must be finite and >= 0, got -1.0", "t"),
+        (T_AT, "<d", (math.nan,), r"t must be finite, got nan", "t"),
         (FS_AT, "<d", (100.0,), r"fs must be between 1000 and 50000 Hz, got 100.0", "fs"),
         (POWERBOX, "<B", (0,), r"powerbox must be 1 to 64 characters long, got 0", "powerbox"),
         (POWERBOX + 1, "<c", (b" ",), r"powerbox ' B-0001' is not a serial", "powerbox"),
@@ -711,7 +715,7 @@ def test_it_fits_the_largest_frame_in_binary():
         version=1,
         powerbox="PB-0001",
         seq=1,
-        t=0.0,
+        t=1764090000.0,
         fs_hz=50_000.0,
         voltages={f"L{k}": block[k - 1] for k in (1, 2, 3)},
         currents={
@@ -747,6 +751,114 @@ def test_it_refuses_to_encode_a_seq_outside_its_field():
 
     with pytest.raises(FrameError, match=r"cannot encode: "):
         encode_binary(frame)
+
+
+# ------------------------------------------------------------------- value bounds and clock
+
+# The server's clock in these tests: a minute after small_doc()'s t.
+NOW = 1764090000.0 + 60
+SEQ_AT = 14  # offset of the u64 seq in the binary header
+# The u64 pulses of small_doc()'s one input, just before 5 channels x 4 int16 samples.
+PULSES_AT = -(2 * 5 * 4 + 8)
+
+
+def binary_doc(**fields: object) -> bytes:
+    """small_doc(4) in binary, with header fields replaced after encoding (no checks on the way)."""
+    data = encode_binary(frame_from_dict(small_doc(4), now=NOW))
+    offsets = {"seq": (SEQ_AT, "<Q"), "t": (T_AT, "<d")}
+    for name, value in fields.items():
+        offset, layout = offsets[name]
+        data = patched(data, offset, layout, value)
+    return data
+
+
+@pytest.mark.parametrize("seq", [2**53, 2**63, 2**64 - 1])
+def test_it_refuses_seq_at_2_pow_53_naming_the_field(seq):
+    error = rejected(changed("seq", seq), rf"seq must be a non-negative integer below 2\*\*53, got {seq}", "seq")
+    assert error.status == 400
+
+    with pytest.raises(FrameError, match=rf"seq must be a non-negative integer below 2\*\*53, got {seq}") as caught:
+        decode_binary(binary_doc(seq=seq), now=NOW)
+    assert caught.value.field == "seq"
+
+
+@pytest.mark.parametrize("pulses", [2**53, 2**63, 2**64 - 1])
+def test_it_refuses_pulses_the_database_cannot_store(pulses):
+    field = "inputs.INP-0001/1.pulses"
+    message = rf"{field} must be a non-negative integer below 2\*\*53, got {pulses}"
+    rejected(changed(field, pulses), message, field)
+
+    with pytest.raises(FrameError, match=message) as caught:
+        decode_binary(patched(binary_doc(), PULSES_AT, "<Q", pulses), now=NOW)
+    assert caught.value.field == field
+
+
+@pytest.mark.parametrize("t", [EARLIEST_T - 0.001, 1.0, 0.0, -0.5])
+def test_it_refuses_t_before_2020(t):
+    message = rf"t {re.escape(repr(t))} is before 2020-01-01T00:00:00Z \(1577836800\); check the device's clock"
+    with pytest.raises(FrameRefused, match=message) as caught:
+        frame_from_dict(changed("t", t), now=NOW)
+    assert (caught.value.field, caught.value.status) == ("t", 422)
+
+    with pytest.raises(FrameRefused, match=message) as caught:
+        decode_binary(binary_doc(t=t), now=NOW)
+    assert (caught.value.field, caught.value.status) == ("t", 422)
+
+
+@pytest.mark.parametrize("ahead_s", [MAX_CLOCK_AHEAD_S + 0.001, 3600.0, 1e15, 1e300])
+def test_it_refuses_t_ahead_of_the_server_clock_beyond_the_tolerance(ahead_s):
+    t = NOW + ahead_s
+    message = rf"t {re.escape(repr(t))} is more than 300 s ahead of the server's clock \({NOW:.3f}\); check the device's clock"
+    with pytest.raises(FrameRefused, match=message) as caught:
+        frame_from_dict(changed("t", t), now=NOW)
+    assert (caught.value.field, caught.value.status) == ("t", 422)
+
+    with pytest.raises(FrameRefused, match=message) as caught:
+        decode_binary(binary_doc(t=t), now=NOW)
+    assert (caught.value.field, caught.value.status) == ("t", 422)
+
+
+@pytest.mark.parametrize("t", [EARLIEST_T, NOW - 86_400 * 365, NOW, NOW + MAX_CLOCK_AHEAD_S])
+def test_it_accepts_t_within_the_clock_tolerance(t):
+    assert frame_from_dict(changed("t", t), now=NOW).t == t
+    assert decode_binary(binary_doc(t=t), now=NOW).t == t
+    assert parse_frames(orjson.dumps(changed("t", t)), now=NOW)[0].t == t
+
+
+def test_it_takes_the_server_clock_from_time_by_default():
+    ahead = time.time() + MAX_CLOCK_AHEAD_S + 3600
+
+    with pytest.raises(FrameRefused, match=r"ahead of the server's clock"):
+        frame_from_dict(changed("t", ahead))
+    with pytest.raises(FrameRefused, match=r"ahead of the server's clock"):
+        decode_binary(binary_doc(t=ahead))
+    with pytest.raises(FrameRefused, match=r"ahead of the server's clock"):
+        parse_frames(orjson.dumps(changed("t", ahead)))
+
+
+def test_it_reports_a_malformed_frame_before_its_clock():
+    doc = changed("voltages.L2", [1.0] * 7 + ["x"], changed("t", NOW + 3600))
+
+    with pytest.raises(FrameError) as caught:
+        frame_from_dict(doc, now=NOW)
+
+    assert type(caught.value) is FrameError
+    assert (caught.value.field, caught.value.status) == ("voltages.L2", 400)
+
+
+def test_it_keeps_a_clock_refusal_a_clock_refusal_in_a_list():
+    body = orjson.dumps([small_doc(), changed("t", NOW + 3600)])
+
+    with pytest.raises(FrameRefused, match=r"^frame \[1\]: t .* ahead of the server's clock") as caught:
+        parse_frames(body, now=NOW)
+
+    assert (caught.value.field, caught.value.status) == ("[1].t", 422)
+
+
+def test_it_refuses_a_t_too_large_for_a_float_naming_the_field():
+    error = rejected(changed("t", 10**400), r"t is out of range for a float", "t")
+
+    assert error.status == 400
 
 
 # ----------------------------------------------------------------------------- boundaries
