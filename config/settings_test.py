@@ -17,3 +17,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
     # A file, not shared-cache memory: threads of one test (ingest workers, MQTT) then wait on
     # SQLite's busy timeout as in production instead of failing with "table is locked".
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")}  # noqa: F405
+
+# The test client speaks plain HTTP: no redirect to HTTPS, no HSTS (tests/config/test_settings.py
+# checks the production defaults).
+SECURE_SSL_REDIRECT = False
+SECURE_HSTS_SECONDS = 0

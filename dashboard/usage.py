@@ -30,6 +30,10 @@ from metering import history
 from metering.models import LocationEnergy
 
 PERIODS = ("day", "week", "month", "year")
+# The dates the card shows: from FIRST_DAY to a year after today (beyond, a period's bounds or its
+# neighbours would leave the calendar and nobody has data there).
+FIRST_DAY = date(2000, 1, 1)
+DAYS_AHEAD = 366
 RESOLUTION = {"day": "5min", "week": "hour", "month": "day", "year": "month"}
 BUCKET_NAME = {"day": "5 min", "week": "hour", "month": "day", "year": "month"}
 # A bucket counts for always-on when it holds at least this many seconds of samples (of 300).
@@ -114,8 +118,21 @@ def _title(name: str, first: date, last: date) -> str:
     return str(first.year)
 
 
+def last_day(today: date) -> date:
+    """The latest date the usage card shows."""
+    return today + timedelta(days=DAYS_AHEAD)
+
+
 def period_for(location: Location, name: str, day: date, today: date) -> Period:
-    """The ``name`` period (day, week, month, year) containing ``day``; ``today`` limits "next"."""
+    """The ``name`` period (day, week, month, year) containing ``day``; ``today`` limits "next".
+
+    Raises
+    ------
+    ValueError
+        ``day`` is before :data:`FIRST_DAY` or after :func:`last_day`.
+    """
+    if not FIRST_DAY <= day <= last_day(today):
+        raise ValueError(f"{day.isoformat()} is outside {FIRST_DAY.isoformat()}..{last_day(today).isoformat()}")
     first = _first_day(name, day)
     following = _shift(name, first, 1)
     zone = location.zoneinfo

@@ -12,14 +12,18 @@ exists) and a member without the right gets 403 (like a viewer asking to switch 
 role          validate page  apply a fix        sign off  reports
 ============  =============  =================  ========  =======
 installer     yes            yes                yes       yes
-staff         yes            yes                yes       yes
+support       yes            yes                yes       yes
 owner         read-only      403                403       yes
 viewer        403            403                403       403
 stranger      404            404                404       404
 ============  =============  =================  ========  =======
 
+*support* is a user with the ``devices.support_all_locations`` permission (superusers have it),
+member or not; ``is_staff`` alone grants nothing here. The event a fix or a sign-off logs names
+its user, and a support user who is no member of the location as such (``support=True``).
+
 Live updates: the page's socket ``/ws/locations/<pk>/validate/`` joins one of two groups,
-``validate.<pk>.fix`` (installer, staff: the card has the fix buttons) or ``validate.<pk>.read``
+``validate.<pk>.fix`` (installer, support: the card has the fix buttons) or ``validate.<pk>.read``
 (owner); :func:`dashboard.broadcast.push_validate` renders each variant once per location.
 """
 
@@ -40,30 +44,31 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST, require_safe
 
 from dashboard import broadcast, cards
+from dashboard.access import support_note
 from dashboard.views import _get_location_for_user
 from devices.installation import export_installation
-from devices.models import CommissioningReport, Event, LoadCt, Location, Membership
+from devices.models import SUPPORT, CommissioningReport, Event, LoadCt, Location, Membership, supports_all_locations
 from metering import live, validation
 
 # ----------------------------------------------------------------------------- access
 
 
 def may_view(user, role: str | None) -> bool:
-    """The installer, the owner (read-only) and staff see the installation check and its reports."""
-    return role in (Membership.INSTALLER, Membership.OWNER) or bool(user.is_staff and role)
+    """The installer, the owner (read-only) and support staff see the installation check and its reports."""
+    return role in (Membership.INSTALLER, Membership.OWNER) or bool(role and supports_all_locations(user))
 
 
 def may_fix(user, role: str | None) -> bool:
-    """The installer and staff change the installation from the check and sign it off."""
-    return role == Membership.INSTALLER or bool(user.is_staff and role)
+    """The installer and support staff change the installation from the check and sign it off."""
+    return role == Membership.INSTALLER or bool(role and supports_all_locations(user))
 
 
 def _refuse_view() -> HttpResponse:
-    return HttpResponseForbidden("Only the installer, the owner and staff see the installation check.")
+    return HttpResponseForbidden("Only the installer, the owner and support staff see the installation check.")
 
 
 def _refuse_fix() -> HttpResponse:
-    return HttpResponseForbidden("Only the installer and staff change the installation or sign it off.")
+    return HttpResponseForbidden("Only the installer and support staff change the installation or sign it off.")
 
 
 # ----------------------------------------------------------------------------- forms
@@ -118,8 +123,19 @@ def _describe(verdict: dict | None) -> str:
     return label
 
 
-def apply_fix(load_ct: LoadCt, action: str, *, phase: str = "", flip: bool = False, user, values: dict | None) -> Event:
+def apply_fix(
+    load_ct: LoadCt,
+    action: str,
+    *,
+    phase: str = "",
+    flip: bool = False,
+    user,
+    values: dict | None,
+    support: bool = False,
+) -> Event:
     """Apply one of the validation's fixes to ``load_ct`` and log it; returns the Event.
+
+    The event names ``user``; with ``support``, as support staff who is no member of the location.
 
     The fix must be what the check says now (a suggestion from a page shown before the check
     changed its mind, or before someone else changed the CT, is refused) and the edited CT must
@@ -148,7 +164,7 @@ def apply_fix(load_ct: LoadCt, action: str, *, phase: str = "", flip: bool = Fal
         )
     before = {"phase": load_ct.phase, "reversed": load_ct.reversed}
     confidence = f"suggested by validation, confidence {verdict['confidence']:.2f}"
-    who = user.get_username()
+    who = support_note(user) if support else user.get_username()
     if action == "turned":
         kind = Event.VALIDATION
         message = f"{ref} ({load_ct.load.name}): clamp turned around by {who} ({confidence}); the check starts again."
@@ -182,7 +198,8 @@ def apply_fix(load_ct: LoadCt, action: str, *, phase: str = "", flip: bool = Fal
                 "before": before,
                 "after": {"phase": load_ct.phase, "reversed": load_ct.reversed},
                 "finding": verdict,
-                "by": who,
+                "by": user.get_username(),
+                **({"support": True} if support else {}),
             },
         )
 
@@ -195,10 +212,13 @@ def apply_fix(load_ct: LoadCt, action: str, *, phase: str = "", flip: bool = Fal
     return event
 
 
-def sign_off_installation(location: Location, user, notes: str, values: dict | None) -> CommissioningReport:
+def sign_off_installation(
+    location: Location, user, notes: str, values: dict | None, support: bool = False
+) -> CommissioningReport:
     """Store the commissioning report: the installation file, every verdict and the live values now.
 
-    Open findings do not prevent a sign-off; the report shows them.
+    Open findings do not prevent a sign-off; the report shows them. The event names ``user``;
+    with ``support``, as support staff who is no member of the location.
     """
     verdicts = cards.current_findings(location, values)
     with transaction.atomic():
@@ -215,10 +235,15 @@ def sign_off_installation(location: Location, user, notes: str, values: dict | N
         Event.objects.create(
             location=location,
             kind=Event.VALIDATION,
-            message=f"Installation signed off by {user.get_username()}"
+            message=f"Installation signed off by {support_note(user) if support else user.get_username()}"
             + (f" with {open_count} open finding{'s' if open_count != 1 else ''}" if open_count else "")
             + ".",
-            data={"report": report.pk, "open_findings": open_count},
+            data={
+                "report": report.pk,
+                "open_findings": open_count,
+                "by": user.get_username(),
+                **({"support": True} if support else {}),
+            },
         )
     return report
 
@@ -296,6 +321,7 @@ def fix(request: HttpRequest, pk: int) -> HttpResponse:
                 flip=data["flip"],
                 user=request.user,
                 values=live.latest(location.pk),
+                support=role == SUPPORT,
             )
         except FixRefused as refused:
             error = str(refused)
@@ -321,7 +347,9 @@ def sign_off(request: HttpRequest, pk: int) -> HttpResponse:
     if not form.is_valid():
         messages.error(request, "The notes are too long (4000 characters at most).")
         return redirect(reverse("dashboard:validate", args=[location.pk]) + "#sign-off")
-    report = sign_off_installation(location, request.user, form.cleaned_data["notes"], live.latest(location.pk))
+    report = sign_off_installation(
+        location, request.user, form.cleaned_data["notes"], live.latest(location.pk), support=role == SUPPORT
+    )
     open_count = len(report.open_findings)
     messages.success(
         request,

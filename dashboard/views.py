@@ -11,7 +11,7 @@ from datetime import date
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
-from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseForbidden
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -19,22 +19,23 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST, require_safe
 
 from dashboard import broadcast, cards, usage
-from dashboard.forms import RelayForm, UsageForm
-from devices.models import Location, Membership, Relay
+from dashboard.access import support_note
+from dashboard.forms import DateOutOfRange, RelayForm, UsageForm
+from devices.models import SUPPORT, Event, Location, Membership, Relay, supports_all_locations
 from metering import live
 from metering.commands import TIMED_MINUTES, CommandError, request_relay
 
 
 def _get_location_for_user(request: HttpRequest, pk: int) -> tuple[Location, str]:
     """The location if ``request.user`` may see it, else 404 (never someone else's data), and
-    the user's role there ("owner", "viewer", "installer" or "staff")."""
+    the user's role there ("owner", "viewer", "installer" or "support")."""
     location = get_object_or_404(Location.objects.visible_to(request.user), pk=pk)
     return location, location.role_of(request.user)
 
 
 def _may_switch(request: HttpRequest, role: str) -> bool:
-    """Owners and staff switch relays; viewers and installers only see them."""
-    return role == Membership.OWNER or request.user.is_staff
+    """Owners and support staff switch relays; viewers and installers only see them."""
+    return role == Membership.OWNER or supports_all_locations(request.user)
 
 
 def _today(location: Location) -> date:
@@ -42,8 +43,13 @@ def _today(location: Location) -> date:
 
 
 def _usage(location: Location, params) -> dict:
-    period_name, day = UsageForm(params).period_and_date(_today(location))
+    """The usage card's context; raises :class:`DateOutOfRange` for a date it does not show."""
+    period_name, day = UsageForm(params, today=_today(location)).period_and_date()
     return cards.usage_context(location, period_name, day, params=params)
+
+
+def _refuse_date(refused: DateOutOfRange) -> HttpResponse:
+    return HttpResponseBadRequest(str(refused), content_type="text/plain; charset=utf-8")
 
 
 @login_required
@@ -77,14 +83,17 @@ def location_dashboard(request: HttpRequest, pk: int) -> HttpResponse:
         ),
     }
     target = request.htmx.target if request.htmx else None
-    if target in builders:
-        return render(request, cards.TEMPLATES[target], builders[target]())
-    context = {"location": location, "role": role}
-    for card_id, build in builders.items():
-        # Rendered by the very templates a refresh or a push uses.
-        context[card_id.removeprefix("card-").replace("-", "_")] = render_to_string(
-            cards.TEMPLATES[card_id], build(), request
-        )
+    try:
+        if target in builders:
+            return render(request, cards.TEMPLATES[target], builders[target]())
+        context = {"location": location, "role": role}
+        for card_id, build in builders.items():
+            # Rendered by the very templates a refresh or a push uses.
+            context[card_id.removeprefix("card-").replace("-", "_")] = render_to_string(
+                cards.TEMPLATES[card_id], build(), request
+            )
+    except DateOutOfRange as refused:
+        return _refuse_date(refused)
     return render(request, "dashboard/location.html", context)
 
 
@@ -93,7 +102,10 @@ def location_dashboard(request: HttpRequest, pk: int) -> HttpResponse:
 def usage_csv(request: HttpRequest, pk: int) -> HttpResponse:
     """Exactly the numbers the usage chart plots for the same ``period`` and ``date``."""
     location, _ = _get_location_for_user(request, pk)
-    context = _usage(location, request.GET)
+    try:
+        context = _usage(location, request.GET)
+    except DateOutOfRange as refused:
+        return _refuse_date(refused)
     period = context["period"]
     response = HttpResponse(usage.usage_csv(context["table"], location), content_type="text/csv; charset=utf-8")
     filename = f"usage-{location.pk}-{period.name}-{period.first_day.isoformat()}.csv"
@@ -118,6 +130,15 @@ def switch_relay(request: HttpRequest, pk: int, relay_id: int) -> HttpResponse:
         except CommandError as problem:
             error = f"{relay.name}: {problem}"
         else:
+            if role == SUPPORT:
+                what = f"on for {minutes} min" if minutes else ("on" if on else "off")
+                Event.objects.create(
+                    location=location,
+                    kind=Event.RELAY,
+                    module=relay.ref,
+                    message=f"{relay.name}: switch {what} asked by {support_note(request.user)}.",
+                    data={"relay": relay.ref, "on": on, "minutes": minutes, "by": request.user.get_username()},
+                )
             transaction.on_commit(lambda: broadcast.push_relays(location.pk))
     else:
         error = f"{relay.name}: choose on, off or a timed switch-on of {', '.join(map(str, TIMED_MINUTES))} minutes."

@@ -43,12 +43,24 @@ class InstallationRules:
         check_pending(self)
 
 
+# Support staff: may see and act on every location, including those they are no member of
+# (docs/security.md, "Access"). Superusers have it implicitly; ``is_staff`` alone (the admin
+# site) does not grant it.
+SUPPORT_PERMISSION = "devices.support_all_locations"
+SUPPORT = "support"
+
+
+def supports_all_locations(user) -> bool:
+    """Whether ``user`` (active, signed in) holds :data:`SUPPORT_PERMISSION`."""
+    return bool(user.is_authenticated and user.has_perm(SUPPORT_PERMISSION))
+
+
 class LocationQuerySet(models.QuerySet):
     def visible_to(self, user) -> LocationQuerySet:
-        """Locations ``user`` may see: staff see all, others those they are a member of."""
-        if not user.is_authenticated:
+        """Locations ``user`` may see: support staff see all, others those they are a member of."""
+        if not user.is_authenticated or not user.is_active:
             return self.none()
-        if user.is_staff:
+        if supports_all_locations(user):
             return self
         return self.filter(memberships__user=user).distinct()
 
@@ -67,6 +79,7 @@ class Location(InstallationRules, models.Model):
 
     class Meta:
         ordering = ["name", "pk"]
+        permissions = [("support_all_locations", "Can support every location")]
 
     def __str__(self) -> str:
         return self.name
@@ -82,13 +95,14 @@ class Location(InstallationRules, models.Model):
         return location_violations(self)
 
     def role_of(self, user) -> str | None:
-        """The user's role here ("owner", "viewer", "installer"), "staff", or None."""
-        if not user.is_authenticated:
+        """The user's role here ("owner", "viewer", "installer"); "support" for a user with
+        :data:`SUPPORT_PERMISSION` who is no member; else None."""
+        if not user.is_authenticated or not user.is_active:
             return None
         membership = self.memberships.filter(user=user).first()
         if membership:
             return membership.role
-        return "staff" if user.is_staff else None
+        return SUPPORT if supports_all_locations(user) else None
 
 
 class Membership(models.Model):
