@@ -1,7 +1,12 @@
 """Streaming a simulated house to the server, as its gateway would.
 
-One frame per simulated second (``speed`` simulated seconds per wall second), ``seq`` derived
-from the frame's time so that it carries on across restarts. Frames that cannot be delivered
+One frame per simulated second (``speed`` simulated seconds per wall second), numbered by a
+counter as a Power Box numbers them: ``first_seq`` is where the server's stored numbering left
+off, so a new run carries on from it (a Power Box keeps its counter across restarts). A frame is
+never sent before its time: a fast run replays the recent past (:func:`start_time`) and slows
+down to real time when it catches up with the wall clock, so that no frame starts in the
+future. The server's receipt for each frame is counted: stored (``ok``, ``late``, ``gap``), or
+a ``duplicate`` it already had and did not store again. Frames that cannot be delivered
 (the network or the server is down) wait in a bounded buffer and go out in order once the
 connection is back, retried with exponential backoff; when the buffer is full the oldest are
 dropped, which the server records as a data gap. Relay commands from the server are applied to
@@ -27,22 +32,64 @@ from metering.simulator.transport import FatalTransportError, OutgoingFrame, Pay
 
 FAULTS = ("duplicate", "gap", "bad_json", "unequal_lengths", "unknown_ct")
 MAX_BACKOFF_S = 30.0
+# A fast run without a frame count replays the last hour.
+REPLAY_FRAMES = 3600
+
+
+def start_time(
+    now: float, *, speed: float, frames: int | None, resume_t: float | None = None, duration_s: float = 1.0
+) -> float:
+    """The Unix time of a stream's first frame, ``now`` being the wall clock.
+
+    At ``speed`` 1 or less the stream starts now. A fast run replays the recent past: it starts
+    ``frames`` frames back (:data:`REPLAY_FRAMES` without a count) and, since no frame is sent
+    before its time, ends in real time once it has caught up with the wall clock. It never
+    starts before ``resume_t``, the end of what the server already stores for the Power Box (or
+    of the written history), so no second is metered twice, nor after ``now``.
+    """
+    whole_now = float(math.floor(now))
+    replay_s = 0.0 if speed <= 1 else (REPLAY_FRAMES if frames is None else frames) * duration_s
+    start = whole_now - replay_s
+    if resume_t is not None:
+        start = max(start, resume_t)
+    return min(start, whole_now)
 
 
 @dataclass
 class StreamStats:
-    """What a stream did. ``produced`` counts sequence numbers used (frames generated)."""
+    """What a stream did. ``produced`` counts sequence numbers used (frames generated); the
+    verdicts count genuine frames only, not the injected faults."""
 
     produced: int = 0
-    sent: int = 0  # genuine frames delivered, accepted or refused
-    accepted: int = 0
-    duplicates: int = 0  # genuine frames the server had already seen
+    sent: int = 0  # genuine frames delivered, stored or not
+    stored: int = 0  # the server stored them (receipt "ok", "late" or "gap")
+    duplicates: int = 0  # the server already had that seq and did not store the frame again
     errors: int = 0  # genuine frames the server refused
+    awaiting: int = 0  # published (MQTT) with no verdict back yet
+    receipts: Counter = field(default_factory=Counter)  # receipt status -> genuine frames
     dropped: int = 0  # lost to a full buffer during an outage
     injected: Counter = field(default_factory=Counter)
     injected_refused: int = 0  # malformed frames the server refused, as it should
     commands: int = 0
     last_seq: int | None = None
+
+    @property
+    def accepted(self) -> int:
+        """Frames the server took, stored or counted as duplicates."""
+        return self.stored + self.duplicates
+
+    def verdicts(self) -> str:
+        """``"3 stored (1 after a gap), 2 duplicates, 0 refused"``."""
+        detail = ", ".join(
+            f"{self.receipts[status]} {label}"
+            for status, label in (("gap", "after a gap"), ("late", "late"))
+            if self.receipts[status]
+        )
+        text = f"{self.stored} stored{f' ({detail})' if detail else ''}, {self.duplicates} duplicates, "
+        text += f"{self.errors} refused"
+        if self.awaiting:
+            text += f", {self.awaiting} awaiting a verdict"
+        return text
 
 
 def apply_command(house: House, command: dict[str, Any]) -> dict[str, Any]:
@@ -103,6 +150,7 @@ def stream(
     duration_s: float = 1.0,
     fs_hz: float = 6400.0,
     start_t: float | None = None,
+    first_seq: int = 0,
     report_every: int = 10,
     buffer_limit: int = 120,
     out: Callable[[str], None] = print,
@@ -115,7 +163,9 @@ def stream(
     delivered or dropped), or forever. Returns the counts; raises
     :class:`FatalTransportError` when the server refuses the gateway for good.
 
-    ``seq`` is ``round(t / duration_s)``: with one-second frames, the frame's Unix second.
+    Frame ``k`` is numbered ``first_seq + k`` and starts at ``start_t + k * duration_s``
+    (default: the current Unix second). It goes out ``k * duration_s / speed`` wall seconds
+    after the start, but not before ``wall()`` reaches its start time.
     """
     if speed <= 0:
         raise ValueError(f"speed must be positive, got {speed}")
@@ -123,7 +173,6 @@ def stream(
         raise ValueError(f"buffer_limit must be at least 1, got {buffer_limit}")
     stats = StreamStats()
     start_t = float(math.floor(wall())) if start_t is None else float(start_t)
-    seq0 = round(start_t / duration_s)
     rng = np.random.default_rng([seed & 0xFFFFFFFF, 0xFA17])
     buffer: deque[Payload] = deque()
     answered: dict[Any, dict[str, Any]] = {}
@@ -151,7 +200,7 @@ def stream(
     def produce() -> None:
         nonlocal last_t
         k = stats.produced
-        t, seq = start_t + k * duration_s, seq0 + k
+        t, seq = start_t + k * duration_s, first_seq + k
         stats.produced += 1
         voltages, currents, inputs = house.frame(t, duration_s, fs_hz)
         frame = OutgoingFrame(house.powerbox_serial, seq, t, fs_hz, voltages, currents, inputs)
@@ -189,6 +238,27 @@ def stream(
                 out(_describe_command(house, command, ack))
             transport.ack(ack)
 
+    published: set[int] = set()  # genuine payloads awaiting a verdict (MQTT)
+
+    def count(payload: Payload, reply) -> None:
+        """Count the server's verdict on a genuine frame."""
+        seq = payload.seq
+        if not reply.ok:
+            stats.errors += 1
+            warn(f"frame seq {seq} refused: {reply.error}" + (f" at {reply.field}" if reply.field else ""))
+        elif reply.status == "published":  # MQTT: the broker has it, the verdict comes later
+            stats.awaiting += 1
+            published.add(id(payload))
+        else:
+            status = reply.status or "ok"
+            stats.receipts[status] += 1
+            if status != "duplicate":
+                stats.stored += 1
+                return
+            stats.duplicates += 1
+            if stats.duplicates == 1:
+                warn(f"frame seq {seq} is a duplicate: the server already had that number and did not store it")
+
     def tally(payload: Payload, reply, late: bool = False) -> None:
         """Count the server's verdict on a payload; ``late`` verdicts (MQTT) follow a PUBACK
         that was already counted as delivered."""
@@ -200,29 +270,20 @@ def stream(
                 warn(f"the server accepted the malformed frame seq {seq} ({payload.note})")
             return
         if late:
-            if not reply.ok:
-                stats.accepted -= 1
-                stats.errors += 1
-                warn(f"frame seq {seq} refused: {reply.error}" + (f" at {reply.field}" if reply.field else ""))
-            elif reply.status == "duplicate":
-                stats.duplicates += 1
+            if id(payload) in published:  # else a frame published before this stream started
+                published.discard(id(payload))
+                stats.awaiting -= 1
+                count(payload, reply)
             return
         stats.sent += 1
         stats.last_seq = seq
-        if reply.ok:
-            stats.accepted += 1
-            if reply.status == "duplicate":
-                stats.duplicates += 1
-        else:
-            stats.errors += 1
-            where = f" at {reply.field}" if reply.field else ""
-            warn(f"frame seq {seq} refused: {reply.error}{where}")
+        count(payload, reply)
         if report_every and stats.sent % report_every == 0:
             totals = house.totals(payload.t)
             out(
                 f"frame {stats.sent}: consumption {totals.consumption_w / 1000:.2f} kW, "
-                f"solar {totals.solar_w / 1000:.2f} kW, grid {totals.grid_w / 1000:.2f} kW, "
-                f"sent {stats.accepted} ok, {stats.errors} errors"
+                f"solar {totals.solar_w / 1000:.2f} kW, grid {totals.grid_w / 1000:.2f} kW; "
+                f"{stats.sent} sent: {stats.verdicts()}"
             )
 
     def settle_late_replies(wait_s: float = 2.0) -> None:
@@ -238,6 +299,8 @@ def stream(
         while True:
             now = clock()
             due = int((now - wall0) * speed / duration_s) + 1
+            # No frame that starts in the future: a fast run slows down to real time.
+            due = min(due, math.floor((wall() - start_t) / duration_s) + 1)
             if frames is not None:
                 due = min(due, frames)
             while stats.produced < due:
@@ -267,7 +330,11 @@ def stream(
                 settle_late_replies()
                 return stats
             done_producing = frames is not None and stats.produced >= frames
-            next_frame = math.inf if done_producing else wall0 + stats.produced * duration_s / speed
+            if done_producing:
+                next_frame = math.inf
+            else:
+                next_t = start_t + stats.produced * duration_s
+                next_frame = max(wall0 + stats.produced * duration_s / speed, clock() + next_t - wall())
             wake = min(next_frame, retry_at) if buffer else next_frame
             sleep(min(max(wake - clock(), 0.0), 0.25))
     finally:

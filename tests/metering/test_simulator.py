@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import http.server
 import json
+import os
+import re
 import subprocess
 import sys
 import threading
@@ -495,12 +497,12 @@ def test_it_streams_consecutive_frames_and_reports_the_house_power():
     transport = FakeTransport()
     stats, lines, warnings = run(House(installation(), seed=1), transport, frames=20, report_every=10)
     seqs = [p.seq for p in transport.payloads]
-    assert seqs == list(range(seqs[0], seqs[0] + 20))
-    assert seqs[0] == int(at(2026, 5, 1, 12))  # seq is the frame's Unix second: it survives restarts
+    assert seqs == list(range(20))  # a counter, as a Power Box numbers its frames
     docs = [orjson.loads(p.data) for p in transport.payloads]
-    assert [d["t"] for d in docs] == [float(s) for s in seqs]
-    assert stats.accepted == 20 and not warnings and transport.closed
-    assert lines[0].startswith("frame 10: consumption ") and lines[1].endswith("sent 20 ok, 0 errors")
+    assert [d["t"] for d in docs] == [at(2026, 5, 1, 12) + k for k in range(20)]
+    assert stats.stored == 20 and not warnings and transport.closed
+    assert lines[0].startswith("frame 10: consumption ")
+    assert lines[1].endswith("20 sent: 20 stored, 0 duplicates, 0 refused")
 
 
 def test_it_buffers_frames_during_an_outage_and_sends_them_in_order():
@@ -517,8 +519,7 @@ def test_it_drops_the_oldest_frames_when_the_buffer_is_full():
     stats, _, warnings = run(House(installation(), seed=1), transport, frames=80, buffer_limit=10)
     seqs = [p.seq for p in transport.payloads]
     assert stats.dropped > 0 and len(seqs) == 80 - stats.dropped
-    start = int(at(2026, 5, 1, 12))
-    assert seqs == list(range(start + stats.dropped, start + 80)), "the oldest frames were dropped"
+    assert seqs == list(range(stats.dropped, 80)), "the oldest frames were dropped"
     assert any("buffer full" in w for w in warnings)
     assert any(w.startswith(f"dropped {stats.dropped} frames") for w in warnings)
 
@@ -546,6 +547,49 @@ def test_it_applies_commands_that_come_back_with_a_reply():
     assert stats.commands == 1 and house.relay_is_on("OUT-0001/1", at(2026, 5, 1, 12))
 
 
+def test_it_replays_the_recent_past_when_fast():
+    from metering.simulator.stream import start_time
+
+    now = 1_780_000_000.4
+    assert start_time(now, speed=1, frames=None) == 1_780_000_000
+    assert start_time(now, speed=20, frames=200) == 1_780_000_000 - 200
+    assert start_time(now, speed=20, frames=None) == 1_780_000_000 - 3600
+    # Never before what the server stores (no second metered twice), nor in the future.
+    assert start_time(now, speed=20, frames=200, resume_t=1_780_000_000 - 50) == 1_780_000_000 - 50
+    assert start_time(now, speed=1, frames=None, resume_t=now + 600) == 1_780_000_000
+
+
+def test_it_slows_down_to_real_time_when_it_catches_up_with_the_clock():
+    clock, present = FakeClock(), at(2026, 5, 1, 12)
+    sent: list[tuple[float, float]] = []
+
+    class Timed(FakeTransport):
+        def send(self, payload):
+            sent.append((payload.t, present + clock.now))
+            return super().send(payload)
+
+    stream(
+        House(installation(), seed=1), Timed(), speed=20, frames=40, start_t=present - 20, fs_hz=1000,
+        clock=clock, sleep=clock.sleep, wall=lambda: present + clock.now, out=print, warn=print,
+    )  # fmt: skip
+    assert [t for t, _ in sent] == [present - 20 + k for k in range(40)]
+    assert all(t <= sent_at for t, sent_at in sent), "a frame was sent before its time"
+    # The 20 past seconds in one wall second, then one frame a second.
+    assert sent[19][1] - present < 1.5 and clock.now == pytest.approx(19, abs=1)
+
+
+def test_it_reports_frames_the_server_already_had_as_duplicates():
+    class AlreadySeen(FakeTransport):
+        def send(self, payload):
+            super().send(payload)
+            return Reply(True, payload.seq, "duplicate")
+
+    stats, lines, warnings = run(House(installation(), seed=1), AlreadySeen(), frames=10, report_every=10)
+    assert (stats.sent, stats.stored, stats.duplicates) == (10, 0, 10)
+    assert lines == [lines[0].partition(";")[0] + "; 10 sent: 0 stored, 10 duplicates, 0 refused"]
+    assert warnings == ["frame seq 0 is a duplicate: the server already had that number and did not store it"]
+
+
 # --------------------------------------------------------------------------------- HTTP
 
 
@@ -557,13 +601,14 @@ class IngestHandler(http.server.BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers["Content-Length"]))
         server = self.server
         server.requests.append((self.path, self.headers.get("Authorization"), body))
+        server.received_at.append(time.time())
         if self.path == "/api/v1/ingest/acks":
             self.reply(404, {"error": "not found"})
-        elif self.headers.get("Authorization") != "Bearer good-token":
+        elif self.headers.get("Authorization") != f"Bearer {server.token}":
             self.reply(401, {"error": "missing or invalid gateway token", "field": "Authorization"})
         else:
             doc = orjson.loads(body)
-            answer = {"accepted": [{"seq": doc["seq"], "status": "ok"}]}
+            answer = {"accepted": [{"seq": doc["seq"], "status": server.status}]}
             if len(server.requests) == 2:
                 answer["commands"] = [{"type": "command", "id": "42", "relay": "OUT-0001/2", "on": True, "until": None}]
             self.reply(200, answer)
@@ -583,7 +628,8 @@ class IngestHandler(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def ingest_server():
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), IngestHandler)
-    server.requests = []
+    server.requests, server.received_at = [], []
+    server.token, server.status = "good-token", "ok"
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     yield server
@@ -785,8 +831,9 @@ def test_it_publishes_frames_over_mqtt_and_takes_commands(mqtt_url):
     ack = {"type": "ack", "command": "m1", "relay": "OUT-0001/2", "on": True, "token": "the-token"}
     assert ("acks", ack) in seen
     assert house.relay_is_on("OUT-0001/2", at(2026, 5, 1, 12))
-    # The first frame of the stream was the second published: the server refused it.
-    assert (stats.sent, stats.accepted, stats.errors) == (2, 1, 1)
+    # The first frame of the stream was the second published: the server refused it. The
+    # verdict on the second may not be back yet (the fake clock does not wait for it).
+    assert (stats.sent, stats.errors, stats.stored + stats.awaiting) == (2, 1, 1)
     assert any("refused: unknown CT input at frames[0].currents.X/A" in w for w in warnings)
 
 
@@ -803,15 +850,77 @@ def test_it_streams_from_the_command_line(ingest_server, tmp_path, capsys):
     )  # fmt: skip
     out = capsys.readouterr().out
     assert "over HTTP" in out and "frame 3: consumption" in out
-    assert "Done: 3 frames sent, 3 accepted" in out
+    assert "Done: 3 frames sent: 3 stored, 0 duplicates, 0 refused, 0 dropped" in out
     assert len([r for r in ingest_server.requests if r[0] == "/api/v1/ingest/frames"]) == 3
+
+
+def test_it_warns_when_the_server_stored_nothing(ingest_server, tmp_path, capsys):
+    path = tmp_path / "house.json"
+    path.write_text(json.dumps(installation()))
+    ingest_server.status = "duplicate"
+    url = f"http://127.0.0.1:{ingest_server.server_address[1]}"
+    call_command(
+        "simulate", "1", "--installation", str(path), "--url", url, "--token=good-token",
+        "--frames", "3", "--speed", "1000", "--fs", "1000", "--every", "3",
+    )  # fmt: skip
+    captured = capsys.readouterr()
+    assert "3 sent: 0 stored, 3 duplicates, 0 refused" in captured.out
+    assert "Done: 3 frames sent: 0 stored, 3 duplicates, 0 refused, 0 dropped" in captured.out
+    assert "Nothing was stored: the server already had all 3 frames (seq 0 to 2)" in captured.err
+
+
+def test_it_sends_no_frame_from_the_future_when_fast(ingest_server, tmp_path):
+    path = tmp_path / "house.json"
+    path.write_text(json.dumps(installation()))
+    url = f"http://127.0.0.1:{ingest_server.server_address[1]}"
+    started = time.time()
+    call_command(
+        "simulate", "1", "--installation", str(path), "--url", url, "--token=good-token",
+        "--frames", "5", "--speed", "1000", "--fs", "1000", "--every", "0",
+    )  # fmt: skip
+    sent = [
+        (orjson.loads(body)["t"], received_at)
+        for (where, _, body), received_at in zip(ingest_server.requests, ingest_server.received_at, strict=True)
+        if where == "/api/v1/ingest/frames"
+    ]
+    assert len(sent) == 5 and time.time() - started < 3, "five past seconds replayed fast"
+    assert all(t <= received_at for t, received_at in sent), "a frame was sent before its time"
+
+
+def test_it_explains_that_a_token_starting_with_a_dash_needs_an_equals_sign(ingest_server, tmp_path, capsys):
+    path = tmp_path / "house.json"
+    path.write_text(json.dumps(installation()))
+    ingest_server.token = "-TCSgood_token"
+    url = f"http://127.0.0.1:{ingest_server.server_address[1]}"
+    with pytest.raises(CommandError, match="a token that starts with '-' must be written --token=TOKEN"):
+        call_command("simulate", "1", "--installation", str(path), "--token", "-TCSgood_token")
+    call_command(
+        "simulate", "1", "--installation", str(path), "--url", url, "--token=-TCSgood_token",
+        "--frames", "2", "--speed", "1000", "--fs", "1000",
+    )  # fmt: skip
+    assert "Done: 2 frames sent: 2 stored" in capsys.readouterr().out
+
+
+def test_it_gets_the_token_from_bin_run_whatever_its_first_character():
+    from metering.management.commands.simulate import Command
+
+    script = (Path(__file__).resolve().parents[2] / "bin" / "run").read_text()
+    invocation = re.search(r"exec \.venv/bin/python manage\.py simulate (.+?)\) &", script, re.DOTALL)
+    assert invocation, "bin/run starts the simulator"
+    env = {"PATH": os.environ["PATH"], "location_id": "7", "gateway_token": "-TCS_x9", "PORT": "8123"}
+    printed = subprocess.run(
+        ["bash", "-c", f"printf '%s\\0' {invocation[1]}"], env=env, capture_output=True, check=True
+    ).stdout
+    argv = printed.decode().split("\0")[:-1]
+    options = Command().create_parser("manage.py", "simulate").parse_args(argv)
+    assert (options.location_id, options.token, options.url) == (7, "-TCS_x9", "http://127.0.0.1:8123")
 
 
 def test_it_needs_a_token_and_valid_options(tmp_path, monkeypatch):
     monkeypatch.delenv("INFINITY_GATEWAY_TOKEN", raising=False)
     path = tmp_path / "house.json"
     path.write_text(json.dumps(installation()))
-    with pytest.raises(CommandError, match="no gateway token: pass --token or set INFINITY_GATEWAY_TOKEN"):
+    with pytest.raises(CommandError, match="no gateway token: pass --token=TOKEN or set INFINITY_GATEWAY_TOKEN"):
         call_command("simulate", "1", "--installation", str(path), "--frames", "1")
     with pytest.raises(CommandError, match="--miswire 'CTH-0001/D': expected CT=PHASE"):
         call_command("simulate", "1", "--installation", str(path), "--miswire", "CTH-0001/D", "--token", "t")
@@ -846,3 +955,50 @@ def test_it_backfills_the_history_of_a_location_from_the_database(monkeypatch, c
 
     with pytest.raises(CommandError, match="no location with id 999"):
         call_command("simulate", "999", "--frames", "0")
+
+
+class InProcessHttp(HttpTransport):
+    """The HTTP transport posting to this process's ingest view through Django's test client."""
+
+    def __init__(self, token: str, client) -> None:
+        super().__init__("http://testserver", token)
+        self.client = client
+
+    def _post(self, path: str, body: bytes):
+        response = self.client.post(
+            path, data=body, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {self.token}"
+        )
+        return response.status_code, orjson.loads(response.content or b"null")
+
+
+@pytest.mark.django_db
+def test_it_carries_on_from_the_seq_the_server_stores(client, monkeypatch, capsys):
+    from django.core.cache import cache
+
+    from devices.installation import import_installation
+    from metering.models import PowerBoxState
+
+    cache.clear()
+    doc = copy.deepcopy(installation())
+    doc["location"]["frequency"] = 50
+    result = import_installation(doc, rotate_token=True)
+    monkeypatch.setattr(
+        "metering.management.commands.simulate.make_transport", lambda kind, **kw: InProcessHttp(kw["token"], client)
+    )
+    simulate = [
+        "simulate", str(result.location.pk), f"--token={result.gateway_token}",
+        "--frames", "3", "--speed", "1000", "--fs", "1000", "--every", "0",
+    ]  # fmt: skip
+    call_command(*simulate)
+    state = PowerBoxState.objects.get(powerbox__location=result.location)
+    assert (state.last_seq, state.frames, state.duplicates) == (2, 3, 0)
+    consumed_wh = state.registers["load"]["Consumption"][0]
+
+    call_command(*simulate)  # a Power Box carries on its numbering
+    state.refresh_from_db()
+    assert (state.last_seq, state.frames, state.duplicates) == (5, 6, 0)
+    assert state.registers["load"]["Consumption"][0] > consumed_wh
+    out = capsys.readouterr().out
+    assert "from seq 0," in out and "from seq 3," in out
+    assert out.count("Done: 3 frames sent: 3 stored, 0 duplicates") == 2
+    cache.clear()

@@ -4,6 +4,12 @@ The house is built from the location's installation (or ``--installation FILE``)
 writes ``--backfill DAYS`` of history first, then streams one frame per simulated second over
 HTTP, WebSocket or MQTT with the gateway's token, applying the relay commands it receives.
 The work is done by :func:`metering.simulator.stream.stream` and :func:`backfill_history`.
+
+Like a Power Box, the simulator numbers its frames with a counter that carries on where the
+server's stored numbering (``PowerBoxState.last_seq``) left off, and it never meters a second
+twice: the frames start after what the server stores (and after the written history). Write the
+token as ``--token=TOKEN`` (tokens are base64url and may start with ``-``) or set
+``INFINITY_GATEWAY_TOKEN``.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from metering.simulator.house import House
-from metering.simulator.stream import stream
+from metering.simulator.stream import start_time, stream
 from metering.simulator.transport import FatalTransportError, make_transport
 
 BUCKET_S = 300
@@ -35,14 +41,31 @@ def backfill_history(
     from metering.history import backfill
 
     bar = bar or _stderr
-    now = now or datetime.now(UTC)
-    # Whole buckets up to the current one, which the live frames fill.
-    end = datetime.fromtimestamp(now.timestamp() // BUCKET_S * BUCKET_S, UTC)
+    end = history_end(now or datetime.now(UTC))
     total = int(days * BUCKETS_PER_DAY)
     rows = _with_progress(house.bucket_energy(end - timedelta(days=days), end), total, bar)
     written = backfill(location, rows, progress=lambda *args, **kwargs: None)
     bar("\n")
     return written
+
+
+def history_end(now: datetime) -> datetime:
+    """Where written history ends: whole buckets up to the current one, which the frames fill."""
+    return datetime.fromtimestamp(now.timestamp() // BUCKET_S * BUCKET_S, UTC)
+
+
+def stored_position(powerbox_serial: str) -> tuple[int | None, float | None]:
+    """``(last_seq, last_end_t)`` the server stores for the Power Box, or ``(None, None)``
+    when it has no frames from it (or there is no database to ask)."""
+    from django.db import DatabaseError
+
+    from metering.models import PowerBoxState
+
+    try:
+        row = PowerBoxState.objects.filter(powerbox__serial=powerbox_serial).values_list("last_seq", "last_end_t")
+        return row.first() or (None, None)
+    except DatabaseError:  # not migrated: nothing stored
+        return None, None
 
 
 def _stderr(text: str) -> None:
@@ -96,9 +119,26 @@ class Command(BaseCommand):
         parser.add_argument(
             "--token",
             default=os.environ.get("INFINITY_GATEWAY_TOKEN"),
-            help="gateway ingest token (default: $INFINITY_GATEWAY_TOKEN; `manage.py load_demo --json` prints the demo's)",
+            metavar="TOKEN",
+            help="gateway ingest token, written --token=TOKEN since tokens may start with '-' "
+            "(default: $INFINITY_GATEWAY_TOKEN; `manage.py load_demo --json` prints the demo's)",
         )
-        parser.add_argument("--speed", type=float, default=1.0, help="simulated seconds per wall second (default 1)")
+        parser.add_argument(
+            "--speed",
+            type=float,
+            default=1.0,
+            help="simulated seconds per wall second (default 1). Above 1 the house replays the recent past "
+            "(the last N seconds with --frames N, else the last hour, never before what the server stores) "
+            "and carries on in real time once it catches up: no frame is sent before its time",
+        )
+        parser.add_argument(
+            "--seq",
+            type=int,
+            default=None,
+            metavar="N",
+            help="number the frames from N (default: after the seq the server stores for the Power Box, "
+            "else 0, as a Power Box carries on its counter)",
+        )
         parser.add_argument("--backfill", type=float, default=0, metavar="DAYS", help="write DAYS of history first")
         parser.add_argument(
             "--frames", type=int, default=None, metavar="N", help="stop after N frames (0: backfill only)"
@@ -124,6 +164,18 @@ class Command(BaseCommand):
             metavar="FILE",
             help="use this installation file, not the database",
         )
+
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs) -> CommandParser:
+        parser = super().create_parser(prog_name, subcommand, **kwargs)
+        error = parser.error
+
+        def explained(message: str):
+            if message.startswith("argument --token"):
+                message += " (a token that starts with '-' must be written --token=TOKEN)"
+            return error(message)
+
+        parser.error = explained
+        return parser
 
     def handle(self, *args, **options) -> None:
         self._log_to_stderr()
@@ -153,14 +205,19 @@ class Command(BaseCommand):
         except ValueError as exc:
             raise CommandError(f"cannot simulate this installation: {exc}") from exc
 
-        if options["backfill"] > 0:
-            self._backfill(location or self._location(location_id), house, options["backfill"])
+        now = datetime.now(UTC)
+        # Frames start after what the server stores: the Power Box's newest frame, the history.
+        last_seq, resume_t = (None, None) if location is None else stored_position(house.powerbox_serial)
+        if options["backfill"] > 0 and self._backfill(
+            location or self._location(location_id), house, options["backfill"], now
+        ):
+            resume_t = max(resume_t or 0.0, history_end(now).timestamp())
         if options["frames"] == 0:
             return
         token = options["token"]
         if not token:
             raise CommandError(
-                "no gateway token: pass --token or set INFINITY_GATEWAY_TOKEN "
+                "no gateway token: pass --token=TOKEN or set INFINITY_GATEWAY_TOKEN "
                 "(`manage.py load_demo --json` prints the demo's; import_installation prints a location's)"
             )
         try:
@@ -175,10 +232,13 @@ class Command(BaseCommand):
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
         target = options["mqtt_url"] if options["transport"] == "mqtt" else options["url"]
+        first_seq = options["seq"] if options["seq"] is not None else 0 if last_seq is None else last_seq + 1
+        start_t = start_time(now.timestamp(), speed=options["speed"], frames=options["frames"], resume_t=resume_t)
         self.stdout.write(
             f"Streaming {house.topology} house {installation.get('location', {}).get('name', '')!r} "
             f"(Power Box {house.powerbox_serial}) to {target} over {transport.name}, "
-            f"{options['speed']:g} frame(s) per second. Ctrl+C stops."
+            f"{options['speed']:g} frame(s) per second from seq {first_seq}, "
+            f"{datetime.fromtimestamp(start_t, house.tz):%Y-%m-%d %H:%M:%S}. Ctrl+C stops."
         )
         try:
             stats = stream(
@@ -190,6 +250,8 @@ class Command(BaseCommand):
                 fault_rate=options["fault_rate"],
                 seed=seed,
                 fs_hz=options["fs"],
+                start_t=start_t,
+                first_seq=first_seq,
                 report_every=options["every"],
                 buffer_limit=options["buffer"],
                 out=self.stdout.write,
@@ -205,10 +267,17 @@ class Command(BaseCommand):
         if malformed:
             injected += f" ({stats.injected_refused} of {malformed} malformed frames refused by the server)"
         self.stdout.write(
-            f"Done: {stats.sent} frames sent, {stats.accepted} accepted ({stats.duplicates} duplicates), "
-            f"{stats.errors} refused, {stats.dropped} dropped; faults injected: {injected}; "
-            f"{stats.commands} commands applied."
+            f"Done: {stats.sent} frames sent: {stats.verdicts()}, {stats.dropped} dropped; "
+            f"faults injected: {injected}; {stats.commands} commands applied."
         )
+        if stats.sent and stats.duplicates == stats.sent:
+            self.stderr.write(
+                self.style.WARNING(
+                    f"Nothing was stored: the server already had all {stats.sent} frames (seq {first_seq} to "
+                    f"{stats.last_seq}) and counted them as duplicates. Is another simulator numbering "
+                    "this Power Box's frames? --seq N picks the numbering."
+                )
+            )
 
     def _location(self, location_id: int):
         from devices.models import Location
@@ -218,14 +287,15 @@ class Command(BaseCommand):
         except Location.DoesNotExist:
             raise CommandError(f"no location with id {location_id}") from None
 
-    def _backfill(self, location, house: House, days: float) -> None:
+    def _backfill(self, location, house: House, days: float, now: datetime) -> bool:
+        """Write the history; False when it could not be written."""
         try:
             from metering.history import backfill  # noqa: F401
         except ImportError:
             self.stderr.write(
                 "History backfill is not available (metering.history.backfill is missing); streaming only."
             )
-            return
+            return False
         self.stderr.write(f"Writing {days:g} days of simulated history for {location.name!r}...")
 
         def bar(text: str) -> None:
@@ -233,11 +303,12 @@ class Command(BaseCommand):
             self.stderr.flush()
 
         try:
-            written = backfill_history(location, house, days, bar=bar)
+            written = backfill_history(location, house, days, now=now, bar=bar)
         except ImportError as exc:  # the history side is missing a piece
             self.stderr.write(f"\nHistory backfill failed ({exc}); streaming only.")
-            return
+            return False
         self.stderr.write(f"History: {written} five-minute buckets written.")
+        return True
 
     @staticmethod
     def _log_to_stderr() -> None:
