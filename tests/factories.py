@@ -90,7 +90,7 @@ def star_frame(
     return frame
 
 
-def heat_pump_frames(heat_pump_phase: str, frames: int = 24, t0: float = 1000.0):
+def heat_pump_frames(heat_pump_phase: str, frames: int = 24, t0: float = 1_764_090_000.0):
     """Frames of the test house whose heat pump (CT D, configured on L1) really runs on
     ``heat_pump_phase``, switching 2 kW on and off every three frames (the load changes the
     installation check needs)."""

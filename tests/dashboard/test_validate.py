@@ -48,7 +48,7 @@ def resets(monkeypatch):
     return calls
 
 
-def stream(client, token: str, heat_pump_phase: str, frames: int = 24, t0: float = 1000.0) -> None:
+def stream(client, token: str, heat_pump_phase: str, frames: int = 24, t0: float = 1_764_090_000.0) -> None:
     """The test house with its heat pump (CT D, configured on L1) physically on ``heat_pump_phase``,
     switching 2 kW on and off every three frames (the load changes the check needs)."""
     for frame in heat_pump_frames(heat_pump_phase, frames, t0):
@@ -214,7 +214,7 @@ def test_it_names_a_ct_on_the_wrong_phase_with_the_fix_and_its_reason(client, ho
 
 def test_it_watches_until_the_check_has_load_changes_to_judge(client, house, installer):
     location, token = house
-    ingest(client, token, star_frame(seq=1, t=1000.0, n=1280))  # one frame: nothing to compare yet
+    ingest(client, token, star_frame(seq=1, t=1_764_090_000.0, n=1280))  # one frame: nothing to compare yet
     client.force_login(installer)
     page = client.get(f"/locations/{location.pk}/validate/").content.decode()
     assert "Watching… switch loads on and off on each circuit: the check needs load changes" in page

@@ -57,9 +57,9 @@ def test_it_acknowledges_json_and_binary_frames(house):
         communicator = connect(token)
         connected, _ = await communicator.connect(timeout=10)
         assert connected
-        await communicator.send_to(text_data=orjson.dumps(star_frame(seq=1, t=0.0)).decode())
+        await communicator.send_to(text_data=orjson.dumps(star_frame(seq=1, t=1_764_090_000.0)).decode())
         first = await receive(communicator)
-        binary = encode_binary(frame_from_dict(star_frame(seq=2, t=1.0)))
+        binary = encode_binary(frame_from_dict(star_frame(seq=2, t=1_764_090_001.0)))
         await communicator.send_to(bytes_data=binary)
         second = await receive(communicator)
         await communicator.send_to(bytes_data=binary)
