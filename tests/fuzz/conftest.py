@@ -1,0 +1,86 @@
+"""The fuzz tests' fixed example budget, their houses and the snapshot a refusal must leave as it was.
+
+Hypothesis runs a fixed number of examples, derandomized: CI sees the same examples on every
+run (no flaky new find), and nothing is kept between runs. ``HYPOTHESIS_PROFILE=explore``
+searches afresh with more examples, for a hunt on a laptop.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from django.core.cache import cache
+from hypothesis import HealthCheck, settings
+
+from devices.models import (
+    CtInput,
+    CtModule,
+    DigitalInput,
+    Event,
+    Gateway,
+    InputModule,
+    Load,
+    LoadCt,
+    Location,
+    Membership,
+    OutputModule,
+    PowerBox,
+    Relay,
+)
+from metering import live
+from metering.models import InputCount, LoadEnergy, LocationEnergy, PowerBoxState, RelayCommand
+from tests.factories import make_location
+
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    database=None,
+    deadline=None,
+    print_blob=False,
+    # The houses are made once per test and shared by its examples on purpose; the bodies are
+    # large (a frame of seven 320-sample channels) and slow to build by design.
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.register_profile("explore", parent=settings.get_profile("ci"), derandomize=False, max_examples=2000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+DEVICE_MODELS = (
+    Location, Membership, Gateway, PowerBox, CtModule, CtInput, InputModule, DigitalInput, OutputModule, Relay,
+    Load, LoadCt,
+)  # fmt: skip
+INGEST_MODELS = (PowerBoxState, LocationEnergy, LoadEnergy, InputCount, RelayCommand)
+
+
+def stored_state() -> dict:
+    """Every row ingest or an import may write, except the invalid-frame events a refusal writes on purpose."""
+    state = {model.__name__: list(model.objects.order_by("pk").values()) for model in (*DEVICE_MODELS, *INGEST_MODELS)}
+    state["Event"] = list(Event.objects.exclude(kind=Event.INVALID_FRAME).order_by("pk").values())
+    state["live"] = {pk: cache.get(live.key(pk)) for pk in Location.objects.values_list("pk", flat=True)}
+    return state
+
+
+def changes(before: dict, after: dict) -> dict:
+    """The tables whose rows differ, with the rows before and after (for the failure message)."""
+    return {name: {"before": before[name], "after": after[name]} for name in before if before[name] != after[name]}
+
+
+def forget_ingest_state() -> None:
+    """Start an example afresh: no cached live values or installations, no leftover samples.
+
+    ``metering.ingest`` keeps each Power Box's leftover samples in the process; an example must
+    not depend on what an earlier example left there (or shrinking finds a different failure).
+    """
+    from metering import ingest
+
+    cache.clear()
+    with ingest._carry_lock:
+        ingest._carries.clear()
+
+
+@pytest.fixture
+def houses():
+    """The test house ``T`` (token returned) and the house next door ``O`` with its own hardware."""
+    location, token = make_location(serial_prefix="T")
+    neighbour, neighbour_token = make_location(name="Next door", serial_prefix="O")
+    return {"T": (location, token), "O": (neighbour, neighbour_token)}
