@@ -24,13 +24,19 @@ from devices.models import (
 FS_HZ = 6400.0
 
 
-def make_location(name: str = "Test house", serial_prefix: str = "T", topology: str = "3P+N", members: dict | None = None):
+def make_location(
+    name: str = "Test house", serial_prefix: str = "T", topology: str = "3P+N", members: dict | None = None
+):
     """A star house: Grid on CTs A–C, Heat pump on D (L1), gas meter and door contact, two relays.
 
     Returns (location, gateway token).
     """
-    location = Location.objects.create(name=name, address="Street 1", timezone="Europe/Brussels", topology=topology, frequency_hz=50)
-    gateway = Gateway.objects.create(location=location, model="genius", serial=f"GW-{serial_prefix}", connectivity="ethernet")
+    location = Location.objects.create(
+        name=name, address="Street 1", timezone="Europe/Brussels", topology=topology, frequency_hz=50
+    )
+    gateway = Gateway.objects.create(
+        location=location, model="genius", serial=f"GW-{serial_prefix}", connectivity="ethernet"
+    )
     token = gateway.rotate_token()
     powerbox = PowerBox.objects.create(location=location, serial=f"PB-{serial_prefix}")
     hub = CtModule.objects.create(powerbox=powerbox, serial=f"CTH-{serial_prefix}", position=1)
@@ -52,6 +58,10 @@ def make_location(name: str = "Test house", serial_prefix: str = "T", topology: 
     return location, token
 
 
+# The tests' frames start on 2025-11-25 (frames refuse times before 2020 or in the future).
+T0 = 1_764_090_000.0
+
+
 def phase_shift(phase: str) -> float:
     return {"L1": 0.0, "L2": -2 * math.pi / 3, "L3": 2 * math.pi / 3}[phase]
 
@@ -59,7 +69,7 @@ def phase_shift(phase: str) -> float:
 def star_frame(
     serial_prefix: str = "T",
     seq: int = 1,
-    t: float = 1_764_090_000.0,
+    t: float = T0,
     loads_w: dict[str, tuple[float, float]] | None = None,
     inputs: dict | None = None,
     v_rms: float = 230.0,
@@ -82,15 +92,23 @@ def star_frame(
         i_rms = s_va / v_rms
         lag = math.atan2(q_var, p_w)
         currents[f"CTH-{serial_prefix}/{letter}"] = (
-            i_rms * math.sqrt(2) * np.sin(omega * (time - t) + phase_shift(phases[letter]) - lag)
-        ).round(5).tolist()
-    frame = {"v": 1, "powerbox": f"PB-{serial_prefix}", "seq": seq, "t": t, "fs": FS_HZ, "voltages": voltages, "currents": currents}
+            (i_rms * math.sqrt(2) * np.sin(omega * (time - t) + phase_shift(phases[letter]) - lag)).round(5).tolist()
+        )
+    frame = {
+        "v": 1,
+        "powerbox": f"PB-{serial_prefix}",
+        "seq": seq,
+        "t": t,
+        "fs": FS_HZ,
+        "voltages": voltages,
+        "currents": currents,
+    }
     if inputs is not None:
         frame["inputs"] = inputs
     return frame
 
 
-def heat_pump_frames(heat_pump_phase: str, frames: int = 24, t0: float = 1_764_090_000.0):
+def heat_pump_frames(heat_pump_phase: str, frames: int = 24, t0: float = T0):
     """Frames of the test house whose heat pump (CT D, configured on L1) really runs on
     ``heat_pump_phase``, switching 2 kW on and off every three frames (the load changes the
     installation check needs)."""

@@ -10,7 +10,7 @@ from django.core.cache import cache
 
 from devices.models import Event
 from metering.models import InputCount, LoadEnergy, LocationEnergy, PowerBoxState
-from tests.factories import make_location, star_frame
+from tests.factories import T0, make_location, star_frame
 
 URL = "/api/v1/ingest/frames"
 pytestmark = pytest.mark.django_db
@@ -97,8 +97,8 @@ def test_it_acknowledges_a_duplicate_without_changing_anything(client, house):
 
 def test_it_records_a_gap_as_an_event_with_its_duration(client, house):
     location, token = house
-    post(client, star_frame(seq=10, t=1000.0), token)
-    response = post(client, star_frame(seq=14, t=1004.0), token)
+    post(client, star_frame(seq=10, t=T0 + 1000.0), token)
+    response = post(client, star_frame(seq=14, t=T0 + 1004.0), token)
     assert response.json()["accepted"] == [{"seq": 14, "status": "gap", "gap_s": 3.0}]
     gap = Event.objects.get(kind=Event.DATA_GAP)
     assert gap.location == location
@@ -108,11 +108,15 @@ def test_it_records_a_gap_as_an_event_with_its_duration(client, house):
 
 def test_it_counts_a_late_frame_once_without_moving_live_values_back(client, house, owner):
     location, token = house
-    post(client, star_frame(seq=1, t=1000.0), token)
-    post(client, star_frame(seq=3, t=1002.0, loads_w={"A": (2000.0, 0.0), "B": (0, 0), "C": (0, 0), "D": (0, 0)}), token)
-    late = post(client, star_frame(seq=2, t=1001.0), token)
+    post(client, star_frame(seq=1, t=T0 + 1000.0), token)
+    post(
+        client,
+        star_frame(seq=3, t=T0 + 1002.0, loads_w={"A": (2000.0, 0.0), "B": (0, 0), "C": (0, 0), "D": (0, 0)}),
+        token,
+    )
+    late = post(client, star_frame(seq=2, t=T0 + 1001.0), token)
     assert late.json()["accepted"] == [{"seq": 2, "status": "late"}]
-    again = post(client, star_frame(seq=2, t=1001.0), token)
+    again = post(client, star_frame(seq=2, t=T0 + 1001.0), token)
     assert again.json()["accepted"] == [{"seq": 2, "status": "duplicate"}]
     state = PowerBoxState.objects.get()
     assert state.last_seq == 3
@@ -124,7 +128,7 @@ def test_it_counts_a_late_frame_once_without_moving_live_values_back(client, hou
 
 def test_it_accepts_a_list_of_frames(client, house):
     _, token = house
-    response = post(client, [star_frame(seq=1, t=0.0), star_frame(seq=2, t=1.0)], token)
+    response = post(client, [star_frame(seq=1, t=T0), star_frame(seq=2, t=T0 + 1.0)], token)
     assert [r["status"] for r in response.json()["accepted"]] == ["ok", "ok"]
     assert PowerBoxState.objects.get().frames == 2
 
@@ -252,9 +256,9 @@ def no_zero_crossing(frame):
 )
 def test_it_refuses_a_bad_frame_and_changes_nothing(client, house, mutate, status, message, field):
     location, token = house
-    post(client, star_frame(seq=1, t=0.0), token)
+    post(client, star_frame(seq=1, t=T0), token)
     before = stored_state()
-    response = post(client, mutate(star_frame(seq=3, t=2.0)), token)
+    response = post(client, mutate(star_frame(seq=3, t=T0 + 2.0)), token)
     assert response.status_code == status, response.content
     body = response.json()
     assert message in body["error"]
@@ -280,7 +284,7 @@ def test_it_refuses_an_oversized_body_before_reading_it(client, house):
 
 def test_it_refuses_a_batch_with_one_bad_frame_and_stores_none(client, house):
     _, token = house
-    response = post(client, [star_frame(seq=1, t=0.0), unknown_powerbox(star_frame(seq=2, t=1.0))], token)
+    response = post(client, [star_frame(seq=1, t=T0), unknown_powerbox(star_frame(seq=2, t=T0 + 1.0))], token)
     assert response.status_code == 422
     assert response.json()["field"] == "[1].powerbox"
     assert not PowerBoxState.objects.exists()
@@ -293,7 +297,10 @@ def test_it_refuses_another_locations_module(client, house, django_user_model):
     frame["currents"]["CTH-N/A"] = frame["currents"].pop("CTH-T/A")
     response = post(client, frame, token)
     assert response.status_code == 403
-    assert response.json() == {"error": "module CTH-N belongs to another location than gateway GW-T", "field": "currents.CTH-N/A"}
+    assert response.json() == {
+        "error": "module CTH-N belongs to another location than gateway GW-T",
+        "field": "currents.CTH-N/A",
+    }
 
     other = star_frame(serial_prefix="N", seq=1)
     response = post(client, other, token)
@@ -303,8 +310,24 @@ def test_it_refuses_another_locations_module(client, house, django_user_model):
 
 def test_it_turns_pulses_into_units_rates_and_history(client, house, owner):
     location, token = house
-    post(client, star_frame(seq=1, t=1_764_090_000.0, inputs={"INP-T/1": {"state": 0, "pulses": 1000}, "INP-T/2": {"state": 0, "pulses": 0}}), token)
-    post(client, star_frame(seq=2, t=1_764_090_001.0, inputs={"INP-T/1": {"state": 1, "pulses": 1002}, "INP-T/2": {"state": 1, "pulses": 0}}), token)
+    post(
+        client,
+        star_frame(
+            seq=1,
+            t=1_764_090_000.0,
+            inputs={"INP-T/1": {"state": 0, "pulses": 1000}, "INP-T/2": {"state": 0, "pulses": 0}},
+        ),
+        token,
+    )
+    post(
+        client,
+        star_frame(
+            seq=2,
+            t=1_764_090_001.0,
+            inputs={"INP-T/1": {"state": 1, "pulses": 1002}, "INP-T/2": {"state": 1, "pulses": 0}},
+        ),
+        token,
+    )
     client.force_login(owner)
     live = client.get(f"/api/v1/locations/{location.pk}/live").json()
     gas = next(i for i in live["inputs"] if i["input"] == "INP-T/1")
@@ -316,16 +339,16 @@ def test_it_turns_pulses_into_units_rates_and_history(client, house, owner):
 
 def test_it_reports_a_pulse_counter_reset(client, house):
     _, token = house
-    post(client, star_frame(seq=1, t=0.0, inputs={"INP-T/1": {"state": 0, "pulses": 500}}), token)
-    post(client, star_frame(seq=2, t=1.0, inputs={"INP-T/1": {"state": 0, "pulses": 3}}), token)
+    post(client, star_frame(seq=1, t=T0, inputs={"INP-T/1": {"state": 0, "pulses": 500}}), token)
+    post(client, star_frame(seq=2, t=T0 + 1.0, inputs={"INP-T/1": {"state": 0, "pulses": 3}}), token)
     reset = Event.objects.get(kind=Event.PULSES_RESET)
     assert reset.data == {"before": 500, "after": 3}
 
 
 def test_it_reports_a_gateway_back_online_after_silence(client, house):
     _, token = house
-    post(client, star_frame(seq=1, t=0.0), token)
-    post(client, star_frame(seq=2, t=61.0), token)
+    post(client, star_frame(seq=1, t=T0), token)
+    post(client, star_frame(seq=2, t=T0 + 61.0), token)
     assert Event.objects.filter(kind=Event.GATEWAY_ONLINE).count() == 1
 
 
@@ -354,7 +377,9 @@ def test_it_hands_pending_relay_commands_to_a_polling_device_and_takes_its_ack(c
     assert not relay.is_on  # not before the device confirms
 
     ack = {"type": "ack", "command": commands[0]["id"], "relay": "OUT-T/1", "on": True}
-    response = client.post("/api/v1/ingest/acks", ack, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}")
+    response = client.post(
+        "/api/v1/ingest/acks", ack, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}"
+    )
     assert response.json() == {"relay": "OUT-T/1", "on": True}
     relay.refresh_from_db()
     assert relay.is_on and relay.changed_at is not None
@@ -371,7 +396,9 @@ def test_it_hands_pending_relay_commands_to_a_polling_device_and_takes_its_ack(c
 )
 def test_it_refuses_a_bad_acknowledgement(client, house, ack, message):
     location, token = house
-    response = client.post("/api/v1/ingest/acks", ack, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}")
+    response = client.post(
+        "/api/v1/ingest/acks", ack, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}"
+    )
     assert response.status_code == 422 and message in response.json()["error"]
     assert not location.output_modules.get().relays.filter(is_on=True).exists()
 
@@ -380,7 +407,9 @@ def test_it_refuses_an_acknowledgement_for_another_locations_relay(client, house
     _, token = house
     make_location(name="Neighbour", serial_prefix="N")
     ack = {"type": "ack", "relay": "OUT-N/1", "on": True}
-    response = client.post("/api/v1/ingest/acks", ack, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}")
+    response = client.post(
+        "/api/v1/ingest/acks", ack, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}"
+    )
     assert response.status_code == 422
     assert "unknown relay OUT-N/1" in response.json()["error"]
 
@@ -410,42 +439,42 @@ def test_it_keeps_registers_across_a_restart_without_a_spike(client, house):
     from metering import ingest
 
     _, token = house
-    post(client, star_frame(seq=1, t=0.0), token)
+    post(client, star_frame(seq=1, t=T0), token)
     before = PowerBoxState.objects.get().registers["load"]["Grid"][0]
     ingest._carries.clear()  # what a restarted process has
-    post(client, star_frame(seq=2, t=1.0), token)
+    post(client, star_frame(seq=2, t=T0 + 1.0), token)
     after = PowerBoxState.objects.get().registers["load"]["Grid"][0]
     assert after - before == pytest.approx(1750 / 3600, abs=ONE_CYCLE_WH(1750))
 
 
 def test_it_accepts_a_power_box_that_restarted_its_numbering(client, house):
     _, token = house
-    post(client, star_frame(seq=5000, t=1000.0), token)
-    post(client, star_frame(seq=5001, t=1001.0), token)
-    response = post(client, star_frame(seq=1, t=1010.0), token)
+    post(client, star_frame(seq=5000, t=T0 + 1000.0), token)
+    post(client, star_frame(seq=5001, t=T0 + 1001.0), token)
+    response = post(client, star_frame(seq=1, t=T0 + 1010.0), token)
     assert response.json()["accepted"] == [{"seq": 1, "status": "ok"}]
     event = Event.objects.get(kind=Event.DATA_GAP)
     assert event.message == "Power Box PB-T restarted its frame numbering (seq 5001 → 1); no data for 8 s"
     assert event.data["renumbered"] is True
     # The new numbering is exactly-once as well.
-    assert post(client, star_frame(seq=1, t=1010.0), token).json()["accepted"][0]["status"] == "duplicate"
-    assert post(client, star_frame(seq=2, t=1011.0), token).json()["accepted"][0]["status"] == "ok"
+    assert post(client, star_frame(seq=1, t=T0 + 1010.0), token).json()["accepted"][0]["status"] == "duplicate"
+    assert post(client, star_frame(seq=2, t=T0 + 1011.0), token).json()["accepted"][0]["status"] == "ok"
     assert PowerBoxState.objects.get().frames == 4
 
 
 def test_it_reports_a_jump_in_numbering_as_such_not_as_millions_of_missing_frames(client, house):
     _, token = house
-    post(client, star_frame(seq=1, t=1000.0), token)
-    post(client, star_frame(seq=1_764_090_000, t=1003.0), token)
+    post(client, star_frame(seq=1, t=T0 + 1000.0), token)
+    post(client, star_frame(seq=1_764_090_000, t=T0 + 1003.0), token)
     event = Event.objects.get(kind=Event.DATA_GAP)
     assert event.message.startswith("Power Box PB-T restarted its frame numbering (seq 1 → 1764090000)")
 
 
 def test_it_refuses_a_frame_whose_seq_moves_forward_while_its_time_moves_back(client, house):
     _, token = house
-    post(client, star_frame(seq=10, t=1000.0), token)
+    post(client, star_frame(seq=10, t=T0 + 1000.0), token)
     before = stored_state()
-    response = post(client, star_frame(seq=12, t=900.0), token)
+    response = post(client, star_frame(seq=12, t=T0 + 900.0), token)
     assert response.status_code == 409
     assert response.json()["field"] == "t"
     assert stored_state() == before
@@ -453,9 +482,9 @@ def test_it_refuses_a_frame_whose_seq_moves_forward_while_its_time_moves_back(cl
 
 def test_it_meters_the_rest_of_the_house_when_a_ct_module_drops_out(client, house, owner):
     location, token = house
-    post(client, star_frame(seq=1, t=0.0), token)
+    post(client, star_frame(seq=1, t=T0), token)
     # A second module would be needed for a partial frame; drop one CT of the only hub instead.
-    frame = star_frame(seq=2, t=1.0)
+    frame = star_frame(seq=2, t=T0 + 1.0)
     del frame["currents"]["CTH-T/D"]
     response = post(client, frame, token)
     assert response.status_code == 200, response.content
@@ -465,10 +494,11 @@ def test_it_meters_the_rest_of_the_house_when_a_ct_module_drops_out(client, hous
     client.force_login(owner)
     live = client.get(f"/api/v1/locations/{location.pk}/live").json()
     assert [load["name"] for load in live["loads"]] == ["Grid"]
-    post(client, star_frame(seq=3, t=2.0), token)  # back: one more diagnosis, then quiet
-    post(client, star_frame(seq=4, t=3.0), token)
+    post(client, star_frame(seq=3, t=T0 + 2.0), token)  # back: one more diagnosis, then quiet
+    post(client, star_frame(seq=4, t=T0 + 3.0), token)
     assert [e.data["diagnosis"] for e in Event.objects.filter(kind=Event.DIAGNOSIS).order_by("pk")] == [
-        "module_missing", "module_back",
+        "module_missing",
+        "module_back",
     ]
 
 
@@ -476,9 +506,9 @@ def test_it_keeps_accepting_consecutive_frames_across_a_configuration_change(cli
     from devices.models import LoadCt
 
     _, token = house
-    post(client, star_frame(seq=1, t=0.0), token)
+    post(client, star_frame(seq=1, t=T0), token)
     heat_pump_ct = LoadCt.objects.get(ct_input__letter="D")
     heat_pump_ct.reversed = True
     heat_pump_ct.save()
-    response = post(client, star_frame(seq=2, t=1.0), token)
+    response = post(client, star_frame(seq=2, t=T0 + 1.0), token)
     assert response.status_code == 200, response.content

@@ -14,7 +14,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from devices.models import Event
 from metering.models import PowerBoxState
 from metering.mqtt import MqttIngest, broker_address
-from tests.factories import make_location, star_frame
+from tests.factories import T0, make_location, star_frame
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.services]
 
@@ -38,7 +38,9 @@ class Device:
         self.replies: list[dict] = []
         self.commands: list[dict] = []
         self.ready = threading.Event()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"dev-{uuid.uuid4().hex[:8]}", protocol=mqtt.MQTTv5)
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"dev-{uuid.uuid4().hex[:8]}", protocol=mqtt.MQTTv5
+        )
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *a, **k: self.ready.set()
         self.client.connect(host, port)
@@ -84,7 +86,7 @@ def device(mqtt_url):
 def test_it_ingests_frames_published_on_the_gateways_topic(worker, device):
     _, token = make_location()
     gateway = device("GW-T")
-    gateway.publish(orjson.dumps({"token": token, "frames": [star_frame(seq=1, t=0.0), star_frame(seq=2, t=1.0)]}))
+    gateway.publish(orjson.dumps({"token": token, "frames": [star_frame(seq=1, t=T0), star_frame(seq=2, t=T0 + 1.0)]}))
     reply = wait_for(lambda: gateway.replies and gateway.replies[0])
     assert reply == {"type": "ack", "accepted": [{"seq": 1, "status": "ok"}, {"seq": 2, "status": "ok"}]}
     assert PowerBoxState.objects.get().frames == 2
@@ -126,7 +128,9 @@ def test_it_sends_relay_commands_on_the_commands_topic(worker, device, settings,
     request_relay(relay, True, None, owner)
     command = wait_for(lambda: gateway.commands and gateway.commands[0])
     assert command["relay"] == "OUT-T/2" and command["on"] is True
-    gateway.publish(orjson.dumps({"token": token, "type": "ack", "command": command["id"], "relay": "OUT-T/2", "on": True}), "acks")
+    gateway.publish(
+        orjson.dumps({"token": token, "type": "ack", "command": command["id"], "relay": "OUT-T/2", "on": True}), "acks"
+    )
     wait_for(lambda: gateway.replies and gateway.replies[0])
     relay.refresh_from_db()
     assert relay.is_on
@@ -142,7 +146,7 @@ def test_it_splits_the_load_between_workers_of_a_shared_subscription(mqtt_url, d
     try:
         gateway = device("GW-T")
         for seq in range(1, 21):
-            gateway.publish(orjson.dumps({"token": token, "frame": star_frame(seq=seq, t=float(seq), n=640)}))
+            gateway.publish(orjson.dumps({"token": token, "frame": star_frame(seq=seq, t=T0 + seq, n=640)}))
         wait_for(lambda: sum(w.handled for w in workers) == 20)
         assert all(w.handled > 0 for w in workers), [w.handled for w in workers]
         assert PowerBoxState.objects.get().frames == 20
