@@ -44,7 +44,30 @@
   // Events of the htmx ws extension; it reconnects by itself after an abnormal close.
   document.addEventListener("htmx:wsConnecting", function () { showStatus("Connecting…", "connecting"); });
   document.addEventListener("htmx:wsOpen", function () { showStatus("Live", "open"); });
-  document.addEventListener("htmx:wsClose", function () { showStatus("Reconnecting…", "closed"); });
+  // Closes that end the page's live updates (dashboard.access, docs/security.md): the extension
+  // reconnects only after an abnormal close (1006, 1011-1013), so these stay closed.
+  var ENDED = {
+    4401: ["Signed out", "sign in again", "loginUrl"],
+    4403: ["Access ended", "your locations", "homeUrl"],
+    4404: ["No live updates here", null, null],
+  };
+  document.addEventListener("htmx:wsClose", function (event) {
+    var close = event.detail && event.detail.event;
+    var ended = close && ENDED[close.code];
+    if (!ended) {
+      showStatus("Reconnecting…", "closed");
+      return;
+    }
+    showStatus(ended[0], "ended");
+    document.querySelectorAll("[data-ws-status]").forEach(function (el) {
+      var url = ended[2] && el.dataset[ended[2]];
+      if (!url) return;
+      var link = document.createElement("a");
+      link.href = ended[2] === "loginUrl" ? url + "?next=" + encodeURIComponent(location.pathname) : url;
+      link.textContent = ended[1];
+      el.append(" — ", link);
+    });
+  });
   document.addEventListener("htmx:wsAfterMessage", tick);
 
   // Buttons inside a pushed card (the installer's fix buttons, in [data-hold-pushes]): a push

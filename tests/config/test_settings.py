@@ -13,7 +13,28 @@ import pytest
 from tests.conftest import require_service
 
 REPO = Path(__file__).resolve().parents[2]
-SERVICE_VARS = ("DATABASE_URL", "REDIS_URL", "MQTT_URL", "SECRET_KEY", "DEBUG", "ALLOWED_HOSTS", "TIME_ZONE")
+HTTPS_VARS = (
+    "SECURE_SSL_REDIRECT",
+    "SESSION_COOKIE_SECURE",
+    "CSRF_COOKIE_SECURE",
+    "SECURE_HSTS_SECONDS",
+    "SECURE_HSTS_INCLUDE_SUBDOMAINS",
+    "SECURE_HSTS_PRELOAD",
+    "SECURE_PROXY_SSL_HEADER",
+)
+SERVICE_VARS = (
+    "DATABASE_URL",
+    "REDIS_URL",
+    "MQTT_URL",
+    "SECRET_KEY",
+    "DEBUG",
+    "ALLOWED_HOSTS",
+    "TIME_ZONE",
+    "CSRF_TRUSTED_ORIGINS",
+    *HTTPS_VARS,
+)
+# Long and varied enough for check --deploy (50+ characters, 5+ different ones).
+DEPLOY_SECRET_KEY = "deploy-check-" + "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJ"
 
 PROBE = """
 import json, django
@@ -28,6 +49,7 @@ print(json.dumps({
     "debug": settings.DEBUG,
     "hosts": settings.ALLOWED_HOSTS,
     "tz": settings.TIME_ZONE,
+    "https": {name: getattr(settings, name) for name in ('SECURE_SSL_REDIRECT', 'SESSION_COOKIE_SECURE', 'CSRF_COOKIE_SECURE', 'SECURE_HSTS_SECONDS', 'SECURE_HSTS_INCLUDE_SUBDOMAINS', 'SECURE_HSTS_PRELOAD', 'SECURE_PROXY_SSL_HEADER')},
 }))
 """
 
@@ -91,14 +113,16 @@ def test_it_refuses_to_start_without_a_secret_key_unless_debug(tmp_path):
         ("TIME_ZONE", "Mars/Olympus", "TIME_ZONE='Mars/Olympus' is not an IANA time zone"),
     ],
 )
-def test_it_fails_loudly_on_a_bad_value(tmp_path, variable, value, message):
+def test_it_fails_loudly_on_a_bad_service_value(tmp_path, variable, value, message):
     result = load_settings(tmp_path, SECRET_KEY="x", **{variable: value})
     assert result.returncode != 0
     assert message in result.stderr
 
 
 def test_it_reads_allowed_hosts_and_time_zone(tmp_path):
-    values = loaded(load_settings(tmp_path, SECRET_KEY="x", ALLOWED_HOSTS="a.example, b.example", TIME_ZONE="Europe/Brussels"))
+    values = loaded(
+        load_settings(tmp_path, SECRET_KEY="x", ALLOWED_HOSTS="a.example, b.example", TIME_ZONE="Europe/Brussels")
+    )
     assert values["hosts"] == ["a.example", "b.example"]
     assert values["tz"] == "Europe/Brussels"
 
@@ -121,3 +145,86 @@ def test_it_reaches_postgres_over_a_real_connection():
 
     with psycopg.connect(url.replace("postgres://", "postgresql://"), connect_timeout=5) as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def check_deploy(tmp_path, **env: str) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if k not in SERVICE_VARS}
+    clean.update({"DJANGO_SETTINGS_MODULE": "config.settings", "VAR_DIR": str(tmp_path)}, **env)
+    return subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=REPO,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_it_passes_check_deploy_with_debug_off(tmp_path):
+    result = check_deploy(tmp_path, DEBUG="0", SECRET_KEY=DEPLOY_SECRET_KEY, ALLOWED_HOSTS="dashboard.example")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout
+    assert "WARNINGS" not in result.stdout + result.stderr
+
+
+def test_it_defaults_to_https_without_debug_and_to_plain_http_with_it(tmp_path):
+    production = loaded(load_settings(tmp_path, SECRET_KEY="x"))["https"]
+    assert production == {
+        "SECURE_SSL_REDIRECT": True,
+        "SESSION_COOKIE_SECURE": True,
+        "CSRF_COOKIE_SECURE": True,
+        "SECURE_HSTS_SECONDS": 31_536_000,
+        "SECURE_HSTS_INCLUDE_SUBDOMAINS": False,
+        "SECURE_HSTS_PRELOAD": False,
+        "SECURE_PROXY_SSL_HEADER": None,
+    }
+    development = loaded(load_settings(tmp_path, DEBUG="1"))["https"]
+    assert not any(development[name] for name in development)
+
+
+def test_it_reads_the_https_settings_from_the_environment(tmp_path):
+    values = loaded(
+        load_settings(
+            tmp_path,
+            SECRET_KEY="x",
+            SECURE_SSL_REDIRECT="0",
+            SESSION_COOKIE_SECURE="false",
+            CSRF_COOKIE_SECURE="no",
+            SECURE_HSTS_SECONDS="3600",
+            SECURE_HSTS_INCLUDE_SUBDOMAINS="1",
+            SECURE_HSTS_PRELOAD="yes",
+            SECURE_PROXY_SSL_HEADER="X-Forwarded-Proto: https",
+        )
+    )["https"]
+    assert values == {
+        "SECURE_SSL_REDIRECT": False,
+        "SESSION_COOKIE_SECURE": False,
+        "CSRF_COOKIE_SECURE": False,
+        "SECURE_HSTS_SECONDS": 3600,
+        "SECURE_HSTS_INCLUDE_SUBDOMAINS": True,
+        "SECURE_HSTS_PRELOAD": True,
+        "SECURE_PROXY_SSL_HEADER": ["HTTP_X_FORWARDED_PROTO", "https"],
+    }
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("SECURE_SSL_REDIRECT", "maybe", "SECURE_SSL_REDIRECT='maybe' is not a boolean"),
+        ("SESSION_COOKIE_SECURE", "2", "SESSION_COOKIE_SECURE='2' is not a boolean"),
+        ("CSRF_COOKIE_SECURE", "secure", "CSRF_COOKIE_SECURE='secure' is not a boolean"),
+        ("SECURE_HSTS_SECONDS", "a year", "SECURE_HSTS_SECONDS='a year' is not a whole number of seconds"),
+        ("SECURE_HSTS_SECONDS", "-1", "SECURE_HSTS_SECONDS='-1' is not a whole number of seconds"),
+        ("SECURE_HSTS_INCLUDE_SUBDOMAINS", "all", "SECURE_HSTS_INCLUDE_SUBDOMAINS='all' is not a boolean"),
+        ("SECURE_HSTS_PRELOAD", "please", "SECURE_HSTS_PRELOAD='please' is not a boolean"),
+        (
+            "SECURE_PROXY_SSL_HEADER",
+            "https",
+            "SECURE_PROXY_SSL_HEADER='https' must look like 'X-Forwarded-Proto: https'",
+        ),
+    ],
+)
+def test_it_fails_loudly_on_a_bad_https_value(tmp_path, variable, value, message):
+    result = load_settings(tmp_path, SECRET_KEY="x", **{variable: value})
+    assert result.returncode != 0
+    assert message in result.stderr

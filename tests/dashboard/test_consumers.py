@@ -9,6 +9,7 @@ from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 
+from config.asgi import application
 from dashboard import broadcast
 from devices.models import Relay
 from metering.models import RelayCommand
@@ -188,3 +189,65 @@ def test_it_leaves_the_group_on_disconnect(client, house, owner):
         return members, await group_size(layer, group)
 
     assert async_to_sync(run)() == (1, 0)
+
+
+def opened_from(location_id: int, user, origin: bytes, host: bytes | None) -> WebsocketCommunicator:
+    """A socket with the Host header a browser sends (``host``) and the Origin of its page."""
+    communicator = browser_socket(f"/ws/locations/{location_id}/", user, origin)
+    if host is not None:
+        communicator.scope["headers"].append((b"host", host))
+    return communicator
+
+
+# (Origin, Host): sockets from the page's own origin are accepted, any other scheme, host or port refused.
+SAME_ORIGIN = [
+    (b"http://localhost:8000", b"localhost:8000"),
+    (b"http://testserver", b"testserver"),
+    (b"http://testserver", b"testserver:80"),
+    (b"http://testserver", None),  # no Host header (test clients only): the default port
+]
+OTHER_ORIGINS = [
+    (b"http://localhost:9999", None),  # an allowed host name on another port
+    (b"http://testserver:9999", None),
+    (b"http://localhost:9999", b"localhost:8000"),  # another port than the page's
+    (b"https://localhost:8000", b"localhost:8000"),  # another scheme than the socket's
+    (b"http://evil.example:8000", b"localhost:8000"),
+    (b"null", b"localhost:8000"),
+    (b"http://evil.example", b"evil.example"),  # a host name not in ALLOWED_HOSTS
+]
+
+
+def test_it_checks_the_scheme_host_and_port_of_the_origin(client, house, owner):
+    location, _ = house
+    accepted = {(o, h): try_connect(opened_from(location.pk, owner, o, h)) for o, h in SAME_ORIGIN + OTHER_ORIGINS}
+    assert accepted == {**dict.fromkeys(SAME_ORIGIN, True), **dict.fromkeys(OTHER_ORIGINS, False)}
+
+
+def test_it_accepts_a_secure_origin_behind_a_proxy_and_the_trusted_origins(client, house, owner, settings):
+    location, _ = house
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    settings.CSRF_TRUSTED_ORIGINS = ["https://*.example.com"]
+    behind_proxy = opened_from(location.pk, owner, b"https://localhost", b"localhost")
+    behind_proxy.scope["headers"].append((b"x-forwarded-proto", b"https"))
+    assert try_connect(behind_proxy) is True
+    assert try_connect(opened_from(location.pk, owner, b"https://localhost", b"localhost")) is False
+    assert try_connect(opened_from(location.pk, owner, b"https://app.example.com", b"localhost")) is True
+    assert try_connect(opened_from(location.pk, owner, b"http://app.example.com", b"localhost")) is False
+
+
+@pytest.mark.parametrize("path", ["/ws/nothing/", "/ws/locations/1/unknown/", "/"])
+def test_it_closes_a_socket_at_an_unknown_path_with_4404(client, owner, path):
+    communicator = browser_socket(path, owner)
+
+    async def run():
+        connected, _ = await communicator.connect(timeout=5)
+        try:
+            return connected, await communicator.receive_output(timeout=5)
+        finally:
+            await communicator.disconnect()
+
+    connected, closed = async_to_sync(run)()
+    assert connected
+    assert closed == {"type": "websocket.close", "code": 4404}
+    # Without an Origin (a device with a wrong path): refused at the handshake, no error either.
+    assert try_connect(WebsocketCommunicator(application, path)) is False

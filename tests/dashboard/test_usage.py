@@ -195,3 +195,32 @@ def test_it_summarises_self_consumption_and_self_sufficiency(client, house, owne
     assert re.search(r"Self-consumption</abbr></dt><dd>67 %", html)
     assert re.search(r"Self-sufficiency</abbr></dt><dd>100 %", html)
     assert "Solar [kW]" in html
+
+
+@pytest.mark.parametrize(
+    ("day", "period"), [("9999-12-31", "year"), ("0001-01-01", "day"), ("1999-12-31", "week"), ("2200-01-01", "month")]
+)
+def test_it_refuses_a_date_out_of_range_with_400_and_a_message(client, house, owner, day, period):
+    location, _ = house
+    client.force_login(owner)
+    params = {"period": period, "date": day}
+    page = client.get(f"/locations/{location.pk}/", params)
+    partial = client.get(f"/locations/{location.pk}/", params, HTTP_HX_REQUEST="true", HTTP_HX_TARGET="card-usage")
+    csv_response = client.get(f"/locations/{location.pk}/usage.csv", params)
+    for response in (page, partial, csv_response):
+        assert response.status_code == 400
+        assert "Usage is shown for dates from 2000-01-01 to " in response.content.decode()
+        assert f"not {day}." in response.content.decode()
+    with pytest.raises(ValueError, match="is outside 2000-01-01"):
+        usage.period_for(location, period, date.fromisoformat(day), today=date(2026, 1, 1))
+
+
+def test_it_shows_the_first_and_the_last_day_it_allows(client, house, owner):
+    location, _ = house
+    client.force_login(owner)
+    last = usage.last_day(datetime.now(location.zoneinfo).date())
+    for day in (usage.FIRST_DAY, last):
+        for period in usage.PERIODS:
+            params = {"period": period, "date": day.isoformat()}
+            assert client.get(f"/locations/{location.pk}/", params).status_code == 200, params
+            assert client.get(f"/locations/{location.pk}/usage.csv", params).status_code == 200, params

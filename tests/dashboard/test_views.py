@@ -6,6 +6,7 @@ import re
 import time
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.template.loader import render_to_string
 
 from dashboard import cards
@@ -407,3 +408,64 @@ def test_it_lets_a_staff_member_who_is_a_viewer_switch(client, house, staff):
     client.force_login(staff)
     response = client.post(f"/locations/{location.pk}/relays/{relay_of(location).pk}/", {"command": "on"})
     assert response.status_code == 302 and RelayCommand.objects.count() == 1
+
+
+# ----------------------------------------------------------------------------- staff and support
+
+
+@pytest.fixture
+def admin_site_only(django_user_model):
+    """Staff for the admin site, without the support permission and no member of the house."""
+    return django_user_model.objects.create_user("admin-site-only", password="pw", is_staff=True)
+
+
+@pytest.fixture
+def support(django_user_model):
+    """Support staff: the permission, no membership, not a superuser (nor admin-site staff)."""
+    user = django_user_model.objects.create_user("support", password="pw")
+    user.user_permissions.add(Permission.objects.get(codename="support_all_locations"))
+    return user
+
+
+def test_it_refuses_staff_without_the_support_permission_every_location_url(client, house, admin_site_only):
+    location, _ = house
+    client.force_login(admin_site_only)
+    base = f"/locations/{location.pk}"
+    for url in [f"{base}/", f"{base}/usage.csv", f"{base}/validate/", f"{base}/reports/"]:
+        assert client.get(url).status_code == 404, url
+    assert client.get(f"{base}/", HTTP_HX_REQUEST="true", HTTP_HX_TARGET="card-events").status_code == 404
+    for url, data in [
+        (f"{base}/relays/{relay_of(location).pk}/", {"command": "on"}),
+        (f"{base}/validate/sign-off/", {}),
+    ]:
+        assert client.post(url, data).status_code == 404, url
+    assert "Test house" not in client.get("/").content.decode()
+    assert not RelayCommand.objects.exists() and not Event.objects.exists()
+
+
+def test_it_lets_support_staff_see_every_location_and_logs_their_actions_by_name(client, house, support):
+    location, _ = house
+    client.force_login(support)
+    assert "Test house" in client.get("/").content.decode()
+    assert client.get(f"/locations/{location.pk}/").status_code == 200
+    assert client.get(f"/locations/{location.pk}/validate/").status_code == 200
+    relay = relay_of(location)
+    response = client.post(f"/locations/{location.pk}/relays/{relay.pk}/", {"command": "on"})
+    assert response.status_code == 302 and RelayCommand.objects.get().requested_by == support
+    switched = Event.objects.get(kind=Event.RELAY)
+    assert switched.message == f"{relay.name}: switch on asked by support (support staff, not a member)."
+    assert switched.data["by"] == "support"
+    response = client.post(f"/locations/{location.pk}/validate/sign-off/", {"notes": ""})
+    assert response.status_code == 302
+    signed = Event.objects.get(kind=Event.VALIDATION)
+    assert signed.message == "Installation signed off by support (support staff, not a member)."
+    assert signed.data["support"] is True
+
+
+def test_it_logs_a_support_members_actions_without_the_support_note(client, house, support):
+    location, _ = house
+    Membership.objects.create(location=location, user=support, role="installer")
+    client.force_login(support)
+    client.post(f"/locations/{location.pk}/relays/{relay_of(location).pk}/", {"command": "on"})
+    assert RelayCommand.objects.count() == 1  # the permission lets an installer member switch
+    assert not Event.objects.filter(kind=Event.RELAY).exists()  # the device's acknowledgement logs it
