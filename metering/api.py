@@ -38,6 +38,16 @@ def unauthorized() -> JsonResponse:
     return response
 
 
+def too_large(size: int) -> JsonResponse:
+    return error(f"frame too large: {size} bytes, limit {MAX_FRAME_BYTES}", None, 413)
+
+
+def refusal_status(problem: FrameError) -> int:
+    """The HTTP status of a refused frame: 400 malformed, 422 refused (a clock ahead), 413 too large."""
+    # frames.py reports the size as a format error (400); the documented answer is 413
+    return 413 if problem.message.startswith("frame too large") else problem.status
+
+
 def record_invalid_frame(gateway: Gateway, problem: FrameError, transport: str) -> None:
     Event.objects.create(
         location_id=gateway.location_id,
@@ -91,9 +101,11 @@ def receive_http_frames(request: HttpRequest) -> JsonResponse:
     gateway = gateway_for(request.headers.get("Authorization"))
     if gateway is None:
         return unauthorized()
-    length = int(request.headers.get("Content-Length") or 0)
-    if length > MAX_FRAME_BYTES:
-        return error(f"frame too large: {length} bytes, limit {MAX_FRAME_BYTES}", None, 413)
+    length = request.headers.get("Content-Length") or "0"
+    if not length.isdigit():
+        return error(f"Content-Length is not a number of bytes: {length!r}", "Content-Length", 400)
+    if int(length) > MAX_FRAME_BYTES:  # served by config.server, the ingest gate answered already
+        return too_large(int(length))
     try:
         outcome = ingest_frames(gateway, parse_frames(request.body))
     except IngestError as problem:
@@ -101,9 +113,10 @@ def receive_http_frames(request: HttpRequest) -> JsonResponse:
         return error(problem.message, problem.field, problem.status)
     except FrameError as problem:
         record_invalid_frame(gateway, problem, "HTTP")
-        status = 413 if problem.message.startswith("frame too large") else 400
-        return error(problem.message, problem.field, status)
-    return JsonResponse({"accepted": [r.as_dict() for r in outcome.receipts], "commands": commands.pending_for(gateway)})
+        return error(problem.message, problem.field, refusal_status(problem))
+    return JsonResponse(
+        {"accepted": [r.as_dict() for r in outcome.receipts], "commands": commands.pending_for(gateway)}
+    )
 
 
 @csrf_exempt
@@ -140,7 +153,14 @@ def live_values(request: HttpRequest, location_id: int) -> JsonResponse:
     values = live.latest(location.pk)
     if values is None:
         return JsonResponse(
-            {"location": location.pk, "t": None, "topology": location.topology, "frequency": None,
-             "loads": [], "inputs": [], "checks": []}
+            {
+                "location": location.pk,
+                "t": None,
+                "topology": location.topology,
+                "frequency": None,
+                "loads": [],
+                "inputs": [],
+                "checks": [],
+            }
         )
     return JsonResponse(values)

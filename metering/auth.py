@@ -1,12 +1,12 @@
 """Device authentication: per-gateway bearer tokens, stored hashed.
 
 Every frame carries its token, and the lookup (a two-table ORM query) cost more than storing a
-small frame, so each process keeps the gateways of valid tokens (:class:`metering.installed.Kept`).
-A kept gateway is dropped when any installation changes (a token rotated or revoked saves its
-gateway, which bumps :func:`metering.installed.version` in the shared cache: this process sees
-it at once, others with Redis within a second) and after :data:`REMEMBER_S` at the latest (a
-change made in another process that only has its own local-memory cache). Unknown tokens are
-never kept.
+small frame, so each process keeps the gateways of valid tokens (:class:`metering.installed.Kept`,
+dropped when any installation changes and after :data:`REMEMBER_S` at the latest). A kept
+gateway is only used after one primary-key query confirms its token is still the current one:
+a token rotated or revoked in any process — the admin, ``import_installation --rotate-token``
+while the server runs, another server process without Redis — fails on its very next request
+or WebSocket message. Unknown tokens are never kept.
 """
 
 from __future__ import annotations
@@ -31,11 +31,30 @@ def bearer_token(authorization: str | bytes | None) -> str | None:
     return token.strip()
 
 
-def gateway_for(authorization: str | bytes | None) -> Gateway | None:
+def token_hash_for(authorization: str | bytes | None) -> str | None:
+    """The stored form of the header's token, or None without a bearer token."""
     token = bearer_token(authorization)
-    if not token:
+    return hash_token(token) if token else None
+
+
+def gateway_for(authorization: str | bytes | None) -> Gateway | None:
+    """The gateway whose current token the header carries, or None."""
+    digest = token_hash_for(authorization)
+    if digest is None:
         return None
-    digest = hash_token(token)
-    return _gateways_by_token_hash.get(
-        digest, lambda: Gateway.objects.select_related("location").filter(token_hash=digest).first()
-    )
+    loaded = False
+
+    def load() -> Gateway | None:
+        nonlocal loaded
+        loaded = True
+        return Gateway.objects.select_related("location").filter(token_hash=digest).first()
+
+    gateway = _gateways_by_token_hash.get(digest, load)
+    if gateway is None or loaded or token_is_current(gateway, digest):
+        return gateway
+    return None
+
+
+def token_is_current(gateway: Gateway, digest: str) -> bool:
+    """Whether ``digest`` is still ``gateway``'s token hash in the database (one indexed query)."""
+    return Gateway.objects.filter(pk=gateway.pk, token_hash=digest).exists()

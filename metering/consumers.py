@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
-import time
-
 import orjson
 from channels.db import database_sync_to_async
 
 from config.consumers import WithoutConnectionHop
 from metering import commands
-from metering.api import on_ingest_threads, record_invalid_frame
-from metering.auth import gateway_for
+from metering.api import on_ingest_threads, record_invalid_frame, refusal_status
+from metering.auth import gateway_for, token_hash_for, token_is_current
 from metering.frames import FrameError, decode_binary, frame_from_dict, parse_json
 from metering.ingest import ingest_frames
 
-# A revoked token stops working on open sockets within this many seconds.
-RECHECK_TOKEN_S = 30.0
+TOKEN_REFUSED = {"type": "error", "error": "gateway token rotated or revoked", "field": "Authorization", "seq": None}
 
 
-def receive_frames(gateway, text_data: str | None, bytes_data: bytes | None) -> list[dict]:
-    """Decode, check and store what a device sent; the replies to send back."""
+def receive_frames(gateway, token_hash: str, text_data: str | None, bytes_data: bytes | None) -> list[dict] | None:
+    """Decode, check and store what a device sent; the replies to send back, or None when the
+    socket's token is no longer the gateway's (rotated or revoked since it connected)."""
+    if not token_is_current(gateway, token_hash):
+        return None
     seq = None
     try:
         if bytes_data is not None:
@@ -33,7 +33,15 @@ def receive_frames(gateway, text_data: str | None, bytes_data: bytes | None) -> 
         outcome = ingest_frames(gateway, frames)
     except FrameError as problem:
         record_invalid_frame(gateway, problem, "WebSocket")
-        return [{"type": "error", "error": problem.message, "field": problem.field, "seq": seq}]
+        return [
+            {
+                "type": "error",
+                "error": problem.message,
+                "field": problem.field,
+                "seq": seq,
+                "status": refusal_status(problem),
+            }
+        ]
     return [{"type": "ack", **receipt.as_dict()} for receipt in outcome.receipts]
 
 
@@ -55,13 +63,12 @@ class IngestConsumer(WithoutConnectionHop):
     no_connection_check = frozenset({"websocket.receive"})
 
     async def connect(self) -> None:
-        headers = dict(self.scope.get("headers", []))
-        self.authorization = headers.get(b"authorization")
-        self.gateway = await database_sync_to_async(gateway_for)(self.authorization)
+        authorization = dict(self.scope.get("headers", [])).get(b"authorization")
+        self.gateway = await database_sync_to_async(gateway_for)(authorization)
         if self.gateway is None:
             await self.close(code=4401)
             return
-        self.checked_at = time.monotonic()
+        self.token_hash = token_hash_for(authorization)
         self.group = gateway_group(self.gateway.pk)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
@@ -71,17 +78,14 @@ class IngestConsumer(WithoutConnectionHop):
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        if time.monotonic() - self.checked_at > RECHECK_TOKEN_S:
-            self.gateway = await database_sync_to_async(gateway_for)(self.authorization)
-            self.checked_at = time.monotonic()
-            if self.gateway is None:
-                await self.send_json({"type": "error", "error": "gateway token revoked", "field": "Authorization"})
-                await self.close(code=4401)
-                return
-        # Decoding and storing in one hop to the ingest threads: each hop costs more than
-        # decoding a binary frame, and with several threads one gateway's wait for its commit
-        # does not hold up the others (Channels' database thread is one for all sockets).
-        reply = await on_ingest_threads(receive_frames)(self.gateway, text_data, bytes_data)
+        # Checking the token, decoding and storing in one hop to the ingest threads: each hop
+        # costs more than decoding a binary frame, and with several threads one gateway's wait
+        # for its commit does not hold up the others (Channels' database thread is one for all).
+        reply = await on_ingest_threads(receive_frames)(self.gateway, self.token_hash, text_data, bytes_data)
+        if reply is None:
+            await self.send_json(TOKEN_REFUSED)
+            await self.close(code=4401)
+            return
         for message in reply:
             await self.send_json(message)
 

@@ -1,0 +1,78 @@
+"""Ingest requests refused before their body is read: a missing or wrong token, or a body over the limit.
+
+Daphne (Twisted) receives a whole request body before the application starts, and Django reads
+it again before the view: a 200 MB POST without a token cost 200 MB of memory before its 401.
+:class:`config.server.InfinityServer` asks this gate at the end of a request's headers, for the
+ingest URLs, and sends its answer — the same JSON the views send — without reading the body.
+A body that arrives chunked (no Content-Length) is refused with 413 as soon as it passes
+:data:`metering.frames.MAX_FRAME_BYTES`, and not kept beyond it.
+"""
+
+from __future__ import annotations
+
+import functools
+from concurrent.futures import ThreadPoolExecutor
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import close_old_connections
+from django.http import HttpResponse
+from django.urls import reverse
+
+from metering.api import too_large, unauthorized
+from metering.auth import bearer_token, gateway_for
+from metering.frames import MAX_FRAME_BYTES
+
+Refusal = tuple[int, list[tuple[bytes, bytes]], bytes]
+
+
+class IngestGate:
+    limit_bytes = MAX_FRAME_BYTES
+
+    @functools.cached_property
+    def paths(self) -> frozenset[bytes]:
+        return frozenset(reverse(name).encode() for name in ("api:ingest-frames", "api:ingest-acks"))
+
+    def applies(self, method: bytes, path: bytes) -> bool:
+        return path in self.paths
+
+    async def refusal(self, authorization: bytes | None, length: int | None) -> Refusal | None:
+        """401 without a valid token, else 413 for a Content-Length over the limit, else None."""
+        if bearer_token(authorization) is None:
+            return as_refusal(unauthorized())
+        if await _checked(gateway_for)(authorization) is None:
+            return as_refusal(unauthorized())
+        if length is not None and length > self.limit_bytes:
+            return self.too_large(length)
+        return None
+
+    def too_large(self, size: int) -> Refusal:
+        return as_refusal(too_large(size))
+
+
+def as_refusal(response: HttpResponse) -> Refusal:
+    headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in response.items()]
+    return response.status_code, headers, response.content
+
+
+@functools.cache
+def _checked(work):
+    """``work`` as a coroutine on the gate's own thread, which keeps its database connection:
+    a token check does not wait behind frames being stored on the ingest threads. With
+    ``INGEST_THREADS = 0`` (the tests' settings) on the caller's thread-sensitive thread."""
+    if not settings.INGEST_THREADS:
+        return sync_to_async(work, thread_sensitive=True)
+
+    def with_connection_checks(*args):
+        close_old_connections()
+        try:
+            return work(*args)
+        finally:
+            close_old_connections()
+
+    return sync_to_async(with_connection_checks, thread_sensitive=False, executor=_gate_thread())
+
+
+@functools.cache
+def _gate_thread() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(1, thread_name_prefix="ingest-gate")
