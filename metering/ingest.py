@@ -1,9 +1,10 @@
 """From a validated sample frame to registers, history, live values and events.
 
 One entry point, :func:`ingest_frames`, used by every transport (HTTP, WebSocket, MQTT).
-A batch is checked against the installation first and computed before anything is written,
-so a bad frame changes nothing; then each frame is recorded in one transaction with its
-Power Box's state row (``seq`` window, energy registers, pending 5-minute bucket).
+A batch is checked against the installation first and computed before anything is written;
+then the whole batch is recorded in one transaction with its Power Box's state row (``seq``
+window, energy registers, pending 5-minute bucket), so a refused frame changes nothing.
+Live values, the in-process carry and card pushes follow the commit.
 
 Frame ordering (see docs/ingest.md):
 
@@ -13,6 +14,8 @@ Frame ordering (see docs/ingest.md):
 - a repeated ``seq``: acknowledged as a duplicate, nothing changes.
 - a late frame (``seq`` below the newest, not seen before): its energy goes to its own
   5-minute bucket and the registers; the live values stay those of the newest frame.
+- a frame that does not fit the numbering but fits the one before the last jump of ``seq``
+  (an outlier ``seq``): counted in that numbering, which becomes the current one again.
 """
 
 from __future__ import annotations
@@ -25,7 +28,6 @@ from types import SimpleNamespace
 
 import orjson
 from django.db import connection, transaction
-from django.db.models import F
 from django.utils import timezone
 
 from devices.models import Event, Gateway, PowerBox
@@ -44,6 +46,12 @@ FLUSH_EVERY_S = 30.0
 OFFLINE_AFTER_S = 30.0
 # Gateway.last_seen_at is for people; a few seconds of precision saves a write per frame.
 LAST_SEEN_EVERY_S = 5.0
+# A pulse input counts at most this fast (an S0 meter output gives under 20 pulses a second), plus
+# a margin: a bigger jump of the counter is a glitch or a swapped counter, not consumption.
+MAX_PULSE_RATE_HZ = 1000.0
+PULSE_JUMP_MARGIN = 1000
+# The history tables store counts as signed 64-bit integers.
+MAX_STORED_COUNT = 2**63 - 1
 
 
 @dataclass
@@ -87,13 +95,20 @@ def check_against_installation(frame: SampleFrame, gateway: Gateway, setup: Inst
                 "powerbox",
                 status=403,
             )
-        raise IngestError(f"unknown Power Box {frame.powerbox}: this location's Power Box is {setup.powerbox_serial}", "powerbox")
+        raise IngestError(
+            f"unknown Power Box {frame.powerbox}: this location's Power Box is {setup.powerbox_serial}", "powerbox"
+        )
     wanted = set(setup.voltage_refs)
     got = set(frame.voltages)
     if got != wanted:
         missing, extra = sorted(wanted - got), sorted(got - wanted)
         detail = "; ".join(
-            part for part in (f"missing {', '.join(missing)}" if missing else "", f"unexpected {', '.join(extra)}" if extra else "") if part
+            part
+            for part in (
+                f"missing {', '.join(missing)}" if missing else "",
+                f"unexpected {', '.join(extra)}" if extra else "",
+            )
+            if part
         )
         raise IngestError(f"topology {setup.topology} needs voltages {', '.join(sorted(wanted))}: {detail}", "voltages")
     for ref in frame.currents:
@@ -121,20 +136,96 @@ def _module_elsewhere(serial: str, location_id: int) -> bool:
     )
 
 
+@dataclass
+class _Metered:
+    """A frame of a batch with its live values, computed before anything is written."""
+
+    frame: SampleFrame
+    meter: MeterConfig
+    missing_modules: tuple[str, ...]
+    result: FrameResult
+    # Leftover samples of the previous frame at another sample rate: not metered, reported.
+    dropped: Carry | None = None
+
+
 def ingest_frames(gateway: Gateway, frames: list[SampleFrame]) -> BatchOutcome:
-    """Check, compute and record a batch of frames from one gateway: all or nothing on error."""
+    """Check, compute and record a batch of frames from one gateway: all or nothing on error.
+
+    A refused frame raises :class:`IngestError` (its ``field`` starts with ``[i]`` in a batch
+    of several) and leaves every row as it was.
+    """
     setup = installed(gateway.location_id)
     for index, frame in enumerate(frames):
         try:
             check_against_installation(frame, gateway, setup)
         except FrameError as error:
-            if len(frames) > 1:
-                error.field = f"[{index}].{error.field}" if error.field else f"[{index}]"
-            raise
+            raise _at(error, index, len(frames)) from None
+    metered = _meter(setup, frames)
+
     outcome = BatchOutcome()
-    for frame in frames:
-        outcome.receipts.append(_ingest_one(gateway, setup, frame))
+    newest: list[tuple[_Metered, dict]] = []
+    with transaction.atomic():
+        state = _lock_state(setup.powerbox_id)
+        events: list[Event] = []
+        recorded = False
+        for index, item in enumerate(metered):
+            try:
+                receipt, is_newest = _record(state, gateway, setup, item, events)
+            except IngestError as error:
+                raise _at(error, index, len(frames)) from None  # rolls the whole batch back
+            outcome.receipts.append(receipt)
+            recorded = recorded or receipt.status != "duplicate"
+            if is_newest:
+                newest.append((item, dict(state.inputs)))
+        _save_state(state)
+        for event in events:  # saved one by one (rare) so post_save lets pages show them at once
+            event.save()
+        now = timezone.now()
+        if recorded and (
+            gateway.last_seen_at is None or (now - gateway.last_seen_at).total_seconds() >= LAST_SEEN_EVERY_S
+        ):
+            gateway.last_seen_at = now
+            Gateway.objects.filter(pk=gateway.pk).update(last_seen_at=now)
+
+    if newest:
+        last = newest[-1][0]
+        with _carry_lock:
+            _carries[setup.powerbox_id] = (last.frame.seq, last.meter, last.result.carry)
+        for item, input_states in newest:
+            live.publish(setup, item.frame, item.result, input_states)
     return outcome
+
+
+def _at(error: FrameError, index: int, count: int) -> FrameError:
+    """``error`` with the frame's index in front of its field, in a batch of several."""
+    if count > 1:
+        error.field = f"[{index}].{error.field}" if error.field else f"[{index}]"
+    return error
+
+
+def _meter(setup: Installed, frames: list[SampleFrame]) -> list[_Metered]:
+    """Compute every frame of a batch, each with the leftover samples of the one before it."""
+    with _carry_lock:
+        held = _carries.get(setup.powerbox_id)
+    carries: dict[int, tuple[MeterConfig, Carry]] = {held[0]: (held[1], held[2])} if held else {}
+    metered = []
+    for index, frame in enumerate(frames):
+        meter, missing_modules = metered_part(setup, frame)
+        carry = dropped = None
+        before = carries.get(frame.seq - 1)
+        # Leftover samples fit only the next frame, metered the same way at the same rate.
+        if before is not None and before[0] == meter:
+            if before[1].fs_hz == frame.fs_hz:
+                carry = before[1]
+            else:
+                dropped = before[1]
+        try:
+            result = _compute(frame, meter, carry)
+        except IngestError as error:
+            raise _at(error, index, len(frames)) from None
+        carries[frame.seq] = (meter, result.carry)
+        metered.append(_Metered(frame, meter, missing_modules, result, dropped))
+    return metered
 
 
 def _compute(frame: SampleFrame, meter: MeterConfig, carry: Carry | None) -> FrameResult:
@@ -142,8 +233,13 @@ def _compute(frame: SampleFrame, meter: MeterConfig, carry: Carry | None) -> Fra
         if frame.block is not None:  # decoded frames: the core reads the block in place
             n_voltages = len(frame.voltages)
             return compute_block(
-                frame.block[:n_voltages], tuple(frame.voltages), frame.block[n_voltages:], tuple(frame.currents),
-                frame.fs_hz, meter, carry,
+                frame.block[:n_voltages],
+                tuple(frame.voltages),
+                frame.block[n_voltages:],
+                tuple(frame.currents),
+                frame.fs_hz,
+                meter,
+                carry,
             )
         return compute_frame(frame.voltages, frame.currents, frame.fs_hz, meter, carry)
     except ValueError as exc:
@@ -164,105 +260,206 @@ def metered_part(setup: Installed, frame: SampleFrame) -> tuple[MeterConfig, tup
     return setup.meter_with(present), tuple(missing)
 
 
-def _ingest_one(gateway: Gateway, setup: Installed, frame: SampleFrame) -> Receipt:
-    powerbox_id = setup.powerbox_id
-    meter, missing_modules = metered_part(setup, frame)
-    with _carry_lock:
-        held = _carries.get(powerbox_id)
-    # Leftover samples fit only the next frame, metered the same way.
-    carry = held[2] if held and held[0] == frame.seq - 1 and held[1] == meter else None
-    # Compute before taking the row lock: a frame the core refuses changes nothing.
-    result = _compute(frame, meter, carry)
+def _record(
+    state: SimpleNamespace, gateway: Gateway, setup: Installed, item: _Metered, events: list[Event]
+) -> tuple[Receipt, bool]:
+    """Record one computed frame in the locked state row; returns its receipt and whether it
+    is the newest frame (live values, inputs). Raises :class:`IngestError` to refuse it."""
+    frame = item.frame
+    window = SeqWindow.load(state.last_seq, state.seen_window)
+    arrival = window.classify(frame.seq)
+    renumbered = _renumbered(state, window, arrival, frame)
+    if arrival is Arrival.DUPLICATE and not renumbered:
+        state.duplicates += 1
+        return Receipt(frame.seq, "duplicate"), False
+    misfit = renumbered or arrival is Arrival.TOO_OLD or (arrival is Arrival.AFTER_GAP and frame.t < state.last_t)
+    earlier = _fit_previous(state, window, frame) if misfit else None
+    if earlier is not None:
+        previous, arrival = earlier
+        if arrival is Arrival.DUPLICATE:  # sent again after the jump: counted before it
+            state.duplicates += 1
+            return Receipt(frame.seq, "duplicate"), False
+        # The frames go on from the numbering before the jump: the jump was an outlier. Its one
+        # frame stays counted and stays known, so that it is a duplicate if it comes again.
+        events.append(
+            _event(
+                setup,
+                Event.DATA_GAP,
+                frame.powerbox,
+                f"Power Box {frame.powerbox} went back to its frame numbering (seq {state.last_seq} → {frame.seq}): "
+                f"seq {state.last_seq} was out of line",
+                {"from_seq": state.last_seq, "to_seq": frame.seq, "returned": True},
+                frame.t,
+            )
+        )
+        before = state.previous_numbering
+        state.previous_numbering = _numbering(state)
+        window, renumbered = previous, False
+        state.last_seq, state.seen_window = before["last_seq"], before["seen"]
+        state.last_t, state.last_end_t = before["last_t"], before["last_end_t"]
+    if renumbered:
+        # The Power Box restarted its numbering (e.g. after a reboot): start a new window.
+        events.append(
+            _event(
+                setup,
+                Event.DATA_GAP,
+                frame.powerbox,
+                f"Power Box {frame.powerbox} restarted its frame numbering (seq {state.last_seq} → {frame.seq})"
+                + _silence_note(frame.t - state.last_end_t),
+                {
+                    "from_seq": state.last_seq,
+                    "to_seq": frame.seq,
+                    "renumbered": True,
+                    "duration_s": round(max(frame.t - state.last_end_t, 0.0), 3),
+                },
+                state.last_end_t,
+            )
+        )
+        state.previous_numbering = {**_numbering(state), "jumped_to": frame.seq}
+        window, arrival = SeqWindow(), Arrival.FIRST
+    elif arrival is Arrival.TOO_OLD:
+        raise IngestError(
+            f"frame seq {frame.seq} is older than the replay window of the newest frame {state.last_seq}", "seq", 409
+        )
+    elif arrival is Arrival.AFTER_GAP and frame.t < state.last_t:
+        raise IngestError(
+            f"frame seq {frame.seq} follows seq {state.last_seq} but starts earlier (t {frame.t} < {state.last_t})",
+            "t",
+            409,
+        )
+    receipt = Receipt(frame.seq, "late" if arrival is Arrival.LATE else "ok")
 
-    with transaction.atomic():
-        state = _lock_state(powerbox_id)
-        window = SeqWindow.load(state.last_seq, state.seen_window)
-        arrival = window.classify(frame.seq)
-        renumbered = _renumbered(state, window, arrival, frame)
-        if arrival is Arrival.DUPLICATE and not renumbered:
-            PowerBoxState.objects.filter(pk=state.id).update(duplicates=F("duplicates") + 1)
-            return Receipt(frame.seq, "duplicate")
-        now = timezone.now()
-        events: list[Event] = []
-        if renumbered:
-            # The Power Box restarted its numbering (e.g. after a reboot): start a new window.
+    if state.last_end_t is not None and arrival in (Arrival.NEXT, Arrival.AFTER_GAP, Arrival.FIRST):
+        silence_s = frame.t - state.last_end_t
+        if state.offline_reported or silence_s > OFFLINE_AFTER_S:
             events.append(
                 _event(
-                    setup, Event.DATA_GAP, frame.powerbox,
-                    f"Power Box {frame.powerbox} restarted its frame numbering (seq {state.last_seq} → {frame.seq})"
-                    + _silence_note(frame.t - state.last_end_t),
-                    {"from_seq": state.last_seq, "to_seq": frame.seq, "renumbered": True,
-                     "duration_s": round(max(frame.t - state.last_end_t, 0.0), 3)},
-                    state.last_end_t,
+                    setup,
+                    Event.GATEWAY_ONLINE,
+                    gateway.serial,
+                    f"Gateway {gateway.serial} is sending data again",
+                    {"silence_s": round(silence_s, 1)},
+                    frame.t,
                 )
             )
-            window, arrival = SeqWindow(), Arrival.FIRST
-        elif arrival is Arrival.TOO_OLD:
-            raise IngestError(
-                f"frame seq {frame.seq} is older than the replay window of the newest frame {state.last_seq}", "seq", 409
+            state.offline_reported = False
+    if arrival is Arrival.AFTER_GAP:
+        missing = frame.seq - window.last_seq - 1
+        gap_s = max(frame.t - (state.last_end_t or frame.t), 0.0)
+        receipt = Receipt(frame.seq, "gap", gap_s)
+        state.gaps += 1
+        events.append(
+            _event(
+                setup,
+                Event.DATA_GAP,
+                frame.powerbox,
+                f"Data gap: {missing} frame{'s' if missing != 1 else ''} missing from Power Box {frame.powerbox} ({_duration(gap_s)})",
+                {
+                    "from_seq": window.last_seq + 1,
+                    "to_seq": frame.seq - 1,
+                    "missing": missing,
+                    "duration_s": round(gap_s, 3),
+                },
+                state.last_end_t or frame.t,
             )
-        elif arrival is Arrival.AFTER_GAP and frame.t < state.last_t:
-            raise IngestError(
-                f"frame seq {frame.seq} follows seq {state.last_seq} but starts earlier (t {frame.t} < {state.last_t})",
-                "t",
-                409,
-            )
-        receipt = Receipt(frame.seq, "late" if arrival is Arrival.LATE else "ok")
+        )
 
-        if state.last_end_t is not None and arrival in (Arrival.NEXT, Arrival.AFTER_GAP, Arrival.FIRST):
-            silence_s = frame.t - state.last_end_t
-            if state.offline_reported or silence_s > OFFLINE_AFTER_S:
-                events.append(
-                    _event(setup, Event.GATEWAY_ONLINE, gateway.serial, f"Gateway {gateway.serial} is sending data again", {"silence_s": round(silence_s, 1)}, frame.t)
-                )
-                state.offline_reported = False
-        if arrival is Arrival.AFTER_GAP:
-            missing = frame.seq - window.last_seq - 1
-            gap_s = max(frame.t - (state.last_end_t or frame.t), 0.0)
-            receipt = Receipt(frame.seq, "gap", gap_s)
-            state.gaps += 1
-            events.append(
-                _event(
-                    setup, Event.DATA_GAP, frame.powerbox,
-                    f"Data gap: {missing} frame{'s' if missing != 1 else ''} missing from Power Box {frame.powerbox} ({_duration(gap_s)})",
-                    {"from_seq": window.last_seq + 1, "to_seq": frame.seq - 1, "missing": missing, "duration_s": round(gap_s, 3)},
-                    state.last_end_t or frame.t,
-                )
-            )
-
-        window.record(frame.seq)
-        newest = arrival is not Arrival.LATE
-        if newest:
-            state.last_seq, state.last_t, state.last_end_t = window.last_seq, frame.t, frame.end_t
-        state.seen_window = window.dump()
-        state.frames += 1
-        _add_registers(state, result)
-        if newest:
-            events += _diagnose_missing_modules(state, setup, frame, missing_modules)
-        input_events, input_pulses = _track_inputs(state, setup, frame, newest)
-        events += input_events
-        _add_to_buckets(state, setup, frame, result, input_pulses)
-        _save_state(state)
-        for event in events:  # saved one by one (rare) so post_save lets pages show them at once
-            event.save()
-        if gateway.last_seen_at is None or (now - gateway.last_seen_at).total_seconds() >= LAST_SEEN_EVERY_S:
-            gateway.last_seen_at = now
-            Gateway.objects.filter(pk=gateway.pk).update(last_seen_at=now)
-
+    window.record(frame.seq)
+    newest = arrival is not Arrival.LATE
     if newest:
-        with _carry_lock:
-            _carries[powerbox_id] = (frame.seq, meter, result.carry)
-        live.publish(setup, frame, result, state.inputs)
+        state.last_seq, state.last_t, state.last_end_t = window.last_seq, frame.t, frame.end_t
+    state.seen_window = window.dump()
+    return _count(state, setup, item, events, newest, receipt), newest
+
+
+def _count(
+    state: SimpleNamespace, setup: Installed, item: _Metered, events: list[Event], newest: bool, receipt: Receipt
+) -> Receipt:
+    """Add a recorded frame's energy, pulses and diagnoses to the state row."""
+    frame, result = item.frame, item.result
+    state.frames += 1
+    _add_registers(state, result)
+    if item.dropped is not None:
+        lost_s = item.dropped.n_samples / item.dropped.fs_hz
+        events.append(
+            _event(
+                setup,
+                Event.DATA_GAP,
+                frame.powerbox,
+                f"Power Box {frame.powerbox} changed its sample rate from {item.dropped.fs_hz:g} to {frame.fs_hz:g} Hz: "
+                f"the last {lost_s * 1000:.1f} ms of the previous frame were not metered",
+                {
+                    "from_fs_hz": item.dropped.fs_hz,
+                    "to_fs_hz": frame.fs_hz,
+                    "duration_s": round(lost_s, 6),
+                    "seq": frame.seq,
+                },
+                frame.t - lost_s,
+            )
+        )
+    if newest:
+        events.extend(_diagnose_missing_modules(state, setup, frame, item.missing_modules))
+    input_events, input_pulses = _track_inputs(state, setup, frame, newest)
+    events.extend(input_events)
+    _add_to_buckets(state, setup, frame, result, input_pulses)
     return receipt
+
+
+def _numbering(state: SimpleNamespace) -> dict:
+    """The state's current numbering, to remember when another one takes over."""
+    if state.last_seq is None:
+        return {}
+    return {
+        "last_seq": state.last_seq,
+        "seen": state.seen_window,
+        "last_t": state.last_t,
+        "last_end_t": state.last_end_t,
+    }
+
+
+def _fit_previous(state: SimpleNamespace, window: SeqWindow, frame: SampleFrame) -> tuple[SeqWindow, Arrival] | None:
+    """How a frame that does not fit the current numbering fits the one it jumped from.
+
+    A frame that numbering holds (sent before the jump) is a duplicate. A frame that goes on
+    from it, in ``seq`` and in time, takes it back, but only while the current numbering holds
+    nothing but the one frame that jumped to it: then that frame was an outlier. Otherwise None.
+    """
+    before = state.previous_numbering
+    if not before:
+        return None
+    previous = SeqWindow.load(before["last_seq"], before["seen"])
+    arrival = previous.classify(frame.seq)
+    if arrival is Arrival.DUPLICATE:
+        return (previous, arrival) if frame.t < before["last_end_t"] else None
+    if before.get("jumped_to") != window.last_seq or window.seen:
+        return None
+    if arrival in (Arrival.NEXT, Arrival.AFTER_GAP) and frame.t >= before["last_end_t"] - 0.5 * frame.duration_s:
+        missing = frame.seq - previous.last_seq - 1
+        could_have_missed = (frame.t - before["last_end_t"]) / frame.duration_s
+        if missing <= 2 * could_have_missed + 10:
+            return previous, arrival
+    return None
 
 
 # The state row is read and written with plain SQL and orjson: it is the one row every frame
 # touches, and the ORM's query building cost as much as the rest of storing a frame.
 _STATE_COLUMNS = (
-    "id", "last_seq", "last_t", "last_end_t", "seen_window", "frames", "duplicates", "gaps",
-    "registers", "inputs", "pending_bucket", "offline_reported", "missing_modules",
+    "id",
+    "last_seq",
+    "last_t",
+    "last_end_t",
+    "seen_window",
+    "frames",
+    "duplicates",
+    "gaps",
+    "registers",
+    "inputs",
+    "pending_bucket",
+    "offline_reported",
+    "missing_modules",
+    "previous_numbering",
 )
-_STATE_JSON = frozenset({"registers", "inputs", "pending_bucket", "missing_modules"})
+_STATE_JSON = frozenset({"registers", "inputs", "pending_bucket", "missing_modules", "previous_numbering"})
 
 
 def _lock_state(powerbox_id: int) -> SimpleNamespace:
@@ -293,21 +490,25 @@ def _save_state(state: SimpleNamespace) -> None:
     cast = "::jsonb" if connection.vendor == "postgresql" else ""
     columns = [c for c in _STATE_COLUMNS if c != "id"]
     assignments = ", ".join(f"{q(c)} = %s{cast if c in _STATE_JSON else ''}" for c in columns)
-    values = [
-        orjson.dumps(getattr(state, c)).decode() if c in _STATE_JSON else getattr(state, c) for c in columns
-    ]
+    values = [orjson.dumps(getattr(state, c)).decode() if c in _STATE_JSON else getattr(state, c) for c in columns]
     with connection.cursor() as cursor:
-        cursor.execute(f"UPDATE {q(PowerBoxState._meta.db_table)} SET {assignments} WHERE {q('id')} = %s", [*values, state.id])
+        cursor.execute(
+            f"UPDATE {q(PowerBoxState._meta.db_table)} SET {assignments} WHERE {q('id')} = %s", [*values, state.id]
+        )
 
 
-def _diagnose_missing_modules(state: SimpleNamespace, setup: Installed, frame: SampleFrame, missing: tuple[str, ...]) -> list[Event]:
+def _diagnose_missing_modules(
+    state: SimpleNamespace, setup: Installed, frame: SampleFrame, missing: tuple[str, ...]
+) -> list[Event]:
     """A diagnosis Event when a configured CT module drops out of the frames (once per episode)."""
     known = set(state.missing_modules)
     events = []
     for serial in sorted(set(missing) - known):
         events.append(
             _event(
-                setup, Event.DIAGNOSIS, serial,
+                setup,
+                Event.DIAGNOSIS,
+                serial,
                 f"CT module {serial} is missing from the frames of Power Box {frame.powerbox}: its loads are not "
                 "measured. Check the bus cable (A) to it, that the termination plug sits on the last CT Hub, "
                 "and its light (one pulse a second: communication error; two: configuration problem).",
@@ -317,8 +518,14 @@ def _diagnose_missing_modules(state: SimpleNamespace, setup: Installed, frame: S
         )
     for serial in sorted(known - set(missing)):
         events.append(
-            _event(setup, Event.DIAGNOSIS, serial, f"CT module {serial} is back in the frames of Power Box {frame.powerbox}.",
-                   {"diagnosis": "module_back", "module": serial}, frame.t)
+            _event(
+                setup,
+                Event.DIAGNOSIS,
+                serial,
+                f"CT module {serial} is back in the frames of Power Box {frame.powerbox}.",
+                {"diagnosis": "module_back", "module": serial},
+                frame.t,
+            )
         )
     state.missing_modules = list(missing)
     return events
@@ -344,7 +551,11 @@ def _silence_note(silence_s: float) -> str:
 
 def _event(setup: Installed, kind: str, module: str, message: str, data: dict, at_unix: float) -> Event:
     return Event(
-        location_id=setup.location_id, kind=kind, module=module, message=message, data=data,
+        location_id=setup.location_id,
+        kind=kind,
+        module=module,
+        message=message,
+        data=data,
         time=datetime.fromtimestamp(at_unix, tz=UTC),
     )
 
@@ -372,7 +583,9 @@ def _add_registers(state: SimpleNamespace, result: FrameResult) -> None:
     state.registers = registers
 
 
-def _track_inputs(state: SimpleNamespace, setup: Installed, frame: SampleFrame, newest: bool) -> tuple[list[Event], dict[str, int]]:
+def _track_inputs(
+    state: SimpleNamespace, setup: Installed, frame: SampleFrame, newest: bool
+) -> tuple[list[Event], dict[str, int]]:
     """Input state changes and pulse counters. Returns events and pulses counted in this frame."""
     events: list[Event] = []
     pulses_added: dict[str, int] = {}
@@ -385,11 +598,33 @@ def _track_inputs(state: SimpleNamespace, setup: Installed, frame: SampleFrame, 
             continue
         if not newest:
             continue  # a late frame's readings are older than what we hold
-        if reading.pulses < previous["pulses"]:
-            events.append(_event(setup, Event.PULSES_RESET, ref, f"{spec.name}: pulse counter restarted at {reading.pulses} (was {previous['pulses']})", {"before": previous["pulses"], "after": reading.pulses}, frame.t))
-            added = reading.pulses
-        else:
-            added = reading.pulses - previous["pulses"]
+        restarted = reading.pulses < previous["pulses"]
+        added = reading.pulses if restarted else reading.pulses - previous["pulses"]
+        possible_s = max(frame.end_t - previous["t"], 0.0)
+        if added > PULSE_JUMP_MARGIN + MAX_PULSE_RATE_HZ * possible_s:
+            events.append(
+                _event(
+                    setup,
+                    Event.PULSES_RESET,
+                    ref,
+                    f"{spec.name}: pulse counter jumped from {previous['pulses']} to {reading.pulses}, more than the input "
+                    f"can count in {_duration(possible_s)}; counted as a counter reset, without adding pulses",
+                    {"before": previous["pulses"], "after": reading.pulses, "implausible": True},
+                    frame.t,
+                )
+            )
+            added = 0
+        elif restarted:
+            events.append(
+                _event(
+                    setup,
+                    Event.PULSES_RESET,
+                    ref,
+                    f"{spec.name}: pulse counter restarted at {reading.pulses} (was {previous['pulses']})",
+                    {"before": previous["pulses"], "after": reading.pulses},
+                    frame.t,
+                )
+            )
         if added:
             pulses_added[ref] = added
         dt = frame.t - previous["t"]
@@ -400,7 +635,9 @@ def _track_inputs(state: SimpleNamespace, setup: Installed, frame: SampleFrame, 
         if spec.mode == "status" and reading.state != previous["state"]:
             since = frame.t
             word = "closed" if reading.state else "open"
-            events.append(_event(setup, Event.INPUT_CHANGED, ref, f"{spec.name} {word}", {"state": reading.state}, frame.t))
+            events.append(
+                _event(setup, Event.INPUT_CHANGED, ref, f"{spec.name} {word}", {"state": reading.state}, frame.t)
+            )
         known[ref] = {"state": reading.state, "pulses": reading.pulses, "t": frame.t, "since": since, "rate": rate}
     state.inputs = known
     return events, pulses_added
@@ -410,7 +647,9 @@ def bucket_start(t_unix: float) -> float:
     return t_unix - t_unix % BUCKET_S
 
 
-def _add_to_buckets(state: SimpleNamespace, setup: Installed, frame: SampleFrame, result: FrameResult, pulses: dict[str, int]) -> None:
+def _add_to_buckets(
+    state: SimpleNamespace, setup: Installed, frame: SampleFrame, result: FrameResult, pulses: dict[str, int]
+) -> None:
     start = bucket_start(frame.t)
     pending = state.pending_bucket or {}
     totals = result.totals
@@ -451,7 +690,13 @@ def _merge(into: dict, extra: dict) -> None:
         pair[0] += imp
         pair[1] += exp
     for ref, count in extra["inputs"].items():
-        into["inputs"][ref] = into["inputs"].get(ref, 0) + count
+        total = into["inputs"].get(ref, 0) + count
+        if total > MAX_STORED_COUNT:  # only a count stored by an older version can be this big
+            log.warning(
+                "input %s: pending count %s cannot be stored; keeping this frame's %s", ref, total - count, count
+            )
+            total = count
+        into["inputs"][ref] = total
 
 
 def write_bucket(setup: Installed, bucket: dict) -> None:
@@ -465,7 +710,13 @@ def write_bucket(setup: Installed, bucket: dict) -> None:
     location_flows = {k: v for k, v in bucket.get("location", {}).items() if v}
     with connection.cursor() as cursor:
         if location_flows:
-            _upsert(cursor, LocationEnergy, ("location_id", "start"), list(location_flows), [(setup.location_id, start_db, *location_flows.values())])
+            _upsert(
+                cursor,
+                LocationEnergy,
+                ("location_id", "start"),
+                list(location_flows),
+                [(setup.location_id, start_db, *location_flows.values())],
+            )
         load_rows = [
             (setup.load_ids[name], start_db, imp, exp)
             for name, (imp, exp) in bucket.get("loads", {}).items()
@@ -473,9 +724,14 @@ def write_bucket(setup: Installed, bucket: dict) -> None:
         ]
         if load_rows:
             _upsert(cursor, LoadEnergy, ("load_id", "start"), ["import_wh", "export_wh"], load_rows)
-        input_rows = [
-            (setup.inputs[ref].pk, start_db, count) for ref, count in bucket.get("inputs", {}).items() if ref in setup.inputs and count
-        ]
+        input_rows = []
+        for ref, count in bucket.get("inputs", {}).items():
+            if ref not in setup.inputs or not count:
+                continue
+            if not 0 < count <= MAX_STORED_COUNT:  # never let one input's count fail every later frame
+                log.warning("input %s: count %s for %s cannot be stored; dropped", ref, count, start.isoformat())
+                continue
+            input_rows.append((setup.inputs[ref].pk, start_db, count))
         if input_rows:
             _upsert(cursor, InputCount, ("input_id", "start"), ["pulses"], input_rows)
 
