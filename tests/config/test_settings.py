@@ -113,7 +113,7 @@ def test_it_refuses_to_start_without_a_secret_key_unless_debug(tmp_path):
         ("TIME_ZONE", "Mars/Olympus", "TIME_ZONE='Mars/Olympus' is not an IANA time zone"),
     ],
 )
-def test_it_fails_loudly_on_a_bad_service_value(tmp_path, variable, value, message):
+def test_it_fails_loudly_on_a_bad_value(tmp_path, variable, value, message):
     result = load_settings(tmp_path, SECRET_KEY="x", **{variable: value})
     assert result.returncode != 0
     assert message in result.stderr
