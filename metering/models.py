@@ -32,8 +32,8 @@ class PowerBoxState(models.Model):
     offline_reported = models.BooleanField(default=False)
     # Configured CT modules absent from the newest frame (diagnosed once per absence).
     missing_modules = models.JSONField(default=list, blank=True)
-    # The numbering before the last jump of seq ({"last_seq", "seen", "last_t", "last_end_t"}):
-    # a gateway whose frames go on from it after one outlier goes back to it (docs/ingest.md).
+    # The numbering before the last restart of seq ({"last_seq", "seen", "last_t", "last_end_t",
+    # "jumped_to"}): frames that go on from it after one outlier seq take it back (docs/ingest.md).
     previous_numbering = models.JSONField(default=dict, blank=True)
 
     class Meta:
