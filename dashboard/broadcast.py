@@ -23,14 +23,26 @@ What is pushed, and when:
   user; the buttons and their CSRF tokens are rendered per page): after a device's
   acknowledgement and after someone requests a switch (the "switching…" state).
 
-Coalescing: a per-(location, card) timestamp in this process (``time.monotonic()``). A frame
-arriving sooner than the interval after the last push of that card is dropped for that card:
-nothing is queued, and the next frame after the interval pushes the then newest values, so a
-burst of frames (a gateway replaying its buffer after an outage) costs one render a second, not
-one per frame. The live interval is one second less a tolerance of
-:data:`ARRIVAL_JITTER_S`: a gateway sends a frame a second, and its frames arrive 1 s ± a few
-tens of ms apart, so a strict 1.000 s would drop every other frame. With several server
-processes, each coalesces its own frames (a location's gateway talks to one process at a time).
+Coalescing: a per-(location, card) timestamp in this process (``time.monotonic()``), with a
+leading and a trailing edge. The first frame after a quiet interval is pushed at once. A frame
+arriving sooner than the interval after the last push of that card is not rendered: its values
+become the card's pending values (a newer frame's replace them), and the first such frame
+schedules one trailing push at the end of the interval, which renders the then newest pending
+values once. So a burst of frames (two frames within a second, a gateway replaying its buffer
+after an outage, the last frames before it goes quiet) costs one render a second, not one per
+frame, and the card shows the newest values within one interval. The live interval is one
+second less a tolerance of :data:`ARRIVAL_JITTER_S`: a gateway sends a frame a second, and its
+frames arrive 1 s ± a few tens of ms apart, so a strict 1.000 s would delay every other frame.
+With several server processes, each coalesces its own frames (a location's gateway talks to one
+process at a time).
+
+A trailing push is timed by the serving event loop when there is one (the loop that handed the
+frame's thread its work): the loop waits, the card is rendered on the one thread of
+:func:`_pusher` (rendering may read the database; its connection is checked before and after,
+as on the ingest threads), and the send goes back to the loop like any push. Elsewhere (MQTT
+ingest and other management commands, tests without a loop) a ``threading.Timer`` renders and
+sends, then closes the database connections it opened. At most one trailing push per
+(location, card) waits at a time; a leading push supersedes it.
 
 Pushes never fail ingest: a card that cannot be rendered is logged and skipped.
 
@@ -41,10 +53,11 @@ every dashboard and report ``htmx:oobErrorNoTarget``) and its cards may differ b
 - *Validation* (``card-validation``, with the fix buttons for installers and staff, without for
   the owner) and *Troubleshooting* (``card-troubleshooting``): rendered once per location and
   variant, sent to ``validate.<pk>.fix`` and ``validate.<pk>.read`` in one message each. After
-  a newest frame, coalesced like the live cards, and only while someone has the page open (its
-  socket marks the location as watched in the cache, see :func:`mark_watched`); at once after a
-  fix and after a gateway, data-gap or diagnosis event. The buttons of a pushed card carry no
-  CSRF field (there is no request): the page sends the token as an ``hx-headers`` header.
+  a newest frame, coalesced like the live cards (trailing push included), and only while someone
+  has the page open (its socket marks the location as watched in the cache, see
+  :func:`mark_watched`); at once after a fix and after a gateway, data-gap or diagnosis event.
+  The buttons of a pushed card carry no CSRF field (there is no request): the page sends the
+  token as an ``hx-headers`` header.
 """
 
 from __future__ import annotations
@@ -58,12 +71,13 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from asgiref.sync import SyncToAsync, async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.cache import cache
-from django.db import transaction
+from django.db import close_old_connections, connections, transaction
 from django.db.models.signals import post_save
 from django.template.loader import render_to_string
 
@@ -96,6 +110,20 @@ _watched_read: dict[int, tuple[float, bool]] = {}  # location pk -> (monotonic t
 SEND_WAIT_MAX_S = 10.0
 # event loop -> slots for its group_sends under way (a loop that ends takes its slots with it)
 _send_slots: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# On the thread rendering a trailing push: the serving loop of the frame that scheduled it.
+_handed = threading.local()
+
+
+@dataclass
+class _Trailing:
+    """A trailing push waiting for its time, with the newest values a coalesced frame brought."""
+
+    due: float  # on the clock of _last_push
+    values: dict | None
+    cancel: Callable[[], object] | None = None
+
+
+_trailing: dict[tuple[int, str], _Trailing] = {}  # (location pk, card) -> its waiting trailing push
 
 
 def group_name(location_id: int) -> str:
@@ -132,21 +160,97 @@ def watched(location_id: int) -> bool:
 def reset() -> None:
     """Forget all coalescing state (tests)."""
     with _lock:
+        waiting = list(_trailing.values())
+        _trailing.clear()
         _last_push.clear()
         _last_period.clear()
         _last_event.clear()
         _watched_read.clear()
+    for entry in waiting:
+        _cancel(entry)
 
 
-def _due(location_id: int, card: str, interval_s: float, now: float) -> bool:
-    """True (and the push is recorded) when ``card`` was not pushed within ``interval_s``."""
+def _coalesce(location_id: int, card: str, interval_s: float, now: float, values: dict | None) -> bool:
+    """True (and the push is recorded) when ``card`` was not pushed within ``interval_s``.
+
+    Otherwise ``values`` become the card's pending values and, unless one waits already, a
+    trailing push is scheduled for the end of the interval (:func:`_push_trailing`)."""
     key = (location_id, card)
     with _lock:
         last = _last_push.get(key)
-        if last is not None and now - last < interval_s:
+        due = last is None or now - last >= interval_s
+        if due:
+            _last_push[key] = now
+            entry = _trailing.pop(key, None)  # superseded: these values are newer
+        elif key in _trailing:
+            _trailing[key].values = values
             return False
-        _last_push[key] = now
+        else:
+            entry = _trailing[key] = _Trailing(due=last + interval_s, values=values)
+    if due:
+        _cancel(entry)
         return True
+    entry.cancel = _later(entry.due - now, functools.partial(_push_trailing, key, entry))
+    return False
+
+
+def _cancel(entry: _Trailing | None) -> None:
+    if entry is not None and entry.cancel is not None:
+        entry.cancel()
+
+
+def _push_trailing(key: tuple[int, str], entry: _Trailing) -> None:
+    """The trailing push of a card, with the newest pending values, unless reset or superseded."""
+    with _lock:
+        if _trailing.get(key) is not entry:
+            return
+        del _trailing[key]
+        _last_push[key] = entry.due
+    location_id, card = key
+    what, push = _TRAILING_PUSHES[card]
+    _safely(what, location_id, lambda: push(location_id, entry.values))
+
+
+def _later(delay_s: float, work: Callable[[], None]) -> Callable[[], object]:
+    """Run ``work`` in ``delay_s`` on another thread; returns what cancels it.
+
+    Timed by the serving event loop when there is one, rendered on :func:`_pusher` and sent
+    through that loop; elsewhere on a timer thread of its own."""
+    loop = _serving_loop()
+    if loop is None:
+        timer = threading.Timer(delay_s, _on_timer_thread, (work,))
+        timer.daemon = True
+        timer.start()
+        return timer.cancel
+    return asyncio.run_coroutine_threadsafe(_after(delay_s, loop, work), loop).cancel
+
+
+async def _after(delay_s: float, loop: asyncio.AbstractEventLoop, work: Callable[[], None]) -> None:
+    await asyncio.sleep(delay_s)
+    await loop.run_in_executor(_pusher(), _on_pusher_thread, loop, work)
+
+
+@functools.cache
+def _pusher() -> concurrent.futures.ThreadPoolExecutor:
+    """The one thread rendering trailing pushes (and keeping one database connection)."""
+    return concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="card-push")
+
+
+def _on_pusher_thread(loop: asyncio.AbstractEventLoop, work: Callable[[], None]) -> None:
+    _handed.loop = loop
+    close_old_connections()
+    try:
+        work()
+    finally:
+        close_old_connections()
+        _handed.loop = None
+
+
+def _on_timer_thread(work: Callable[[], None]) -> None:
+    try:
+        work()
+    finally:
+        connections.close_all()  # the thread ends here
 
 
 def _due_this_period(location_id: int, card: str, every_s: float, now: float) -> bool:
@@ -205,7 +309,11 @@ def _sent(slots: threading.BoundedSemaphore, group: str, done: concurrent.future
 
 
 def _serving_loop() -> asyncio.AbstractEventLoop | None:
-    """The running event loop that handed this thread its work, as ``async_to_sync`` finds it."""
+    """The running event loop that handed this thread its work, as ``async_to_sync`` finds it
+    (or, rendering a trailing push, the loop of the frame that scheduled it)."""
+    handed = getattr(_handed, "loop", None)
+    if handed is not None:
+        return handed if handed.is_running() else None
     here = SyncToAsync.threadlocal
     loop = getattr(here, "main_event_loop", None)
     if loop is None or getattr(here, "main_event_loop_pid", None) != os.getpid() or not loop.is_running():
@@ -270,10 +378,15 @@ def _location(location_id: int) -> Location | None:
 
 
 def push_live(location_id: int, values: dict, now: float | None = None) -> bool:
-    """Push the live cards unless they were pushed less than a second ago. True when pushed."""
+    """Push the live cards unless they were pushed less than a second ago, else schedule the
+    trailing push of the newest values. True when pushed now."""
     now = time.monotonic() if now is None else now
-    if not _due(location_id, "live", LIVE_EVERY_S - ARRIVAL_JITTER_S, now):
+    if not _coalesce(location_id, "live", LIVE_EVERY_S - ARRIVAL_JITTER_S, now, values):
         return False
+    return _send_live(location_id, values)
+
+
+def _send_live(location_id: int, values: dict | None) -> bool:
     location = _location(location_id)
     if location is None:
         return False
@@ -311,11 +424,18 @@ def push_relays(location_id: int) -> None:
 def push_validate(
     location_id: int, values: dict | None = None, now: float | None = None, at_once: bool = False
 ) -> bool:
-    """Push the validate page's cards to its open pages. After a frame: at most once a second and
-    only while a page is open; ``at_once`` (a fix, an event): now. True when pushed."""
+    """Push the validate page's cards to its open pages. After a frame: only while a page is
+    open, at most once a second (with a trailing push of the newest values, like the live cards);
+    ``at_once`` (a fix, an event): now. True when pushed now."""
     now = time.monotonic() if now is None else now
-    if not at_once and not _due(location_id, "validate", LIVE_EVERY_S - ARRIVAL_JITTER_S, now):
+    interval_s = LIVE_EVERY_S - ARRIVAL_JITTER_S
+    if not at_once and not (watched(location_id) and _coalesce(location_id, "validate", interval_s, now, values)):
         return False
+    return _send_validate(location_id, values)
+
+
+def _send_validate(location_id: int, values: dict | None) -> bool:
+    """The validate cards with ``values`` (None: the newest stored), if a page is still open."""
     if not watched(location_id):
         return False
     location = _location(location_id)
@@ -326,6 +446,13 @@ def push_validate(
     for can_fix, html in render_validate_cards(location, values).items():
         send_group(validate_group(location_id, can_fix), html)
     return True
+
+
+# card -> (what a failure is logged as, the push with given values) of the trailing pushes
+_TRAILING_PUSHES: dict[str, tuple[str, Callable[[int, dict | None], bool]]] = {
+    "live": ("live cards", _send_live),
+    "validate": ("validation cards", _send_validate),
+}
 
 
 # ----------------------------------------------------------------------------- receivers

@@ -124,6 +124,16 @@ class DemoServer:
         }
         return self.api("/api/v1/ingest/frames", demo_frame(self.seq, time.time() - 0.2, house_powers(scale), inputs))
 
+    def live_solar_w(self) -> str:
+        """The solar power of the live API (the newest frame's), as the live card shows it."""
+        request = urllib.request.Request(
+            f"{self.url}/api/v1/locations/{self.location_id}/live", headers={"Authorization": f"Bearer {self.token}"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            values = json.loads(response.read())
+        solar = next(load for load in values["loads"] if load["kind"] == "solar")
+        return f"{solar['phases'][0]['p']:.0f}"
+
     def acknowledge(self, command: dict) -> dict:
         """What the Output module answers once it switched: the command's id, relay and state."""
         return self.api(
@@ -225,6 +235,25 @@ def test_it_updates_the_live_card_without_reloading(page, server):
     expect(page.locator("#card-inputs .state")).to_have_text("Closed")
     expect(page.locator("#card-live-values [data-age]")).to_have_text("")
     assert page.evaluate("window.sameDocument") is True  # swapped in place, never reloaded
+
+
+def test_it_shows_the_second_of_two_quick_frames_within_a_second_and_a_half(page, server):
+    """Pushes are coalesced to one a second: the second frame of a burst comes with the trailing
+    push at the end of that second, not with some later frame."""
+    from playwright.sync_api import expect
+
+    live_open(page)
+    stream_until(server, solar_power(page), "2400", scale=1.0)
+    time.sleep(1.0)  # a quiet interval: the next frame is pushed at once
+    server.post_frame(scale=1.1)
+    first = server.live_solar_w()
+    time.sleep(0.05)
+    server.post_frame(scale=1.2)  # accepted when post_frame returns
+    second = server.live_solar_w()
+    assert second != first
+    expect(solar_power(page)).to_have_text(second, timeout=1500)
+    page.wait_for_timeout(1500)  # and it stays
+    expect(solar_power(page)).to_have_text(second)
 
 
 def test_it_switches_a_relay_once_the_device_acknowledges(page, server):

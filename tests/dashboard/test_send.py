@@ -7,7 +7,9 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
 
+import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
 
@@ -114,3 +116,83 @@ def test_a_thread_waits_for_a_free_slot_and_drops_the_card_when_the_loop_is_stuc
         waited = in_a_thread_of_its_own(lambda: asyncio.run(scenario()))
     assert waited >= 0.3
     assert "cards for group location.7 dropped" in caplog.text
+
+
+class Layer:
+    """A channel layer that delivers at once, noting on which thread."""
+
+    def __init__(self):
+        self.sent: list[tuple[str, str, str]] = []  # (group, html, thread name)
+
+    async def group_send(self, group: str, message: dict) -> None:
+        self.sent.append((group, message["html"], threading.current_thread().name))
+
+
+@pytest.fixture
+def two_quick_frames(monkeypatch):
+    """A layer, and live cards that render the load power a frame brings (no database)."""
+    layer = Layer()
+    monkeypatch.setattr(broadcast, "get_channel_layer", lambda: layer)
+    monkeypatch.setattr(broadcast, "_location", lambda location_id: object())
+    monkeypatch.setattr(broadcast, "render_live_cards", lambda location, values: f"<p>{values['p']} W</p>")
+
+    def frames() -> float:
+        """Two frames 50 ms apart, as ingest hands them over; returns when the second was."""
+        assert broadcast.push_live(7, {"p": 1210.0}) is True
+        time.sleep(0.05)
+        assert broadcast.push_live(7, {"p": 1234.0}) is False
+        return time.monotonic()
+
+    return layer, frames
+
+
+def wait_for(condition, timeout_s: float = 3.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_it_pushes_the_second_of_two_quick_frames_within_the_interval_without_an_event_loop(
+    two_quick_frames, monkeypatch
+):
+    layer, frames = two_quick_frames
+    closed = []
+    monkeypatch.setattr(broadcast, "connections", SimpleNamespace(close_all=lambda: closed.append(True)), raising=False)
+
+    def management_command() -> float:  # MQTT ingest: no server loop
+        second_at = frames()
+        assert [html for _, html, _ in layer.sent] == ["<p>1210.0 W</p>"]
+        wait_for(lambda: len(layer.sent) == 2)
+        return time.monotonic() - second_at
+
+    waited = in_a_thread_of_its_own(management_command)
+    assert 0.7 < waited < 1.0  # at the end of the interval that began with the first frame
+    assert layer.sent[1][:2] == ("location.7", "<p>1234.0 W</p>")
+    wait_for(lambda: closed == [True])  # the timer thread closed its database connections
+    time.sleep(1.0)
+    assert len(layer.sent) == 2  # one trailing push
+
+
+def test_it_pushes_the_second_of_two_quick_frames_within_the_interval_through_the_serving_loop(
+    two_quick_frames, monkeypatch
+):
+    layer, frames = two_quick_frames
+    checks = []
+    checked = lambda: checks.append(threading.current_thread().name)  # noqa: E731
+    monkeypatch.setattr(broadcast, "close_old_connections", checked, raising=False)
+
+    async def scenario() -> float:
+        second_at = await sync_to_async(frames, thread_sensitive=False)()
+        while len(layer.sent) < 2 and time.monotonic() < second_at + 3:
+            await asyncio.sleep(0.01)
+        waited = time.monotonic() - second_at
+        await asyncio.sleep(1.0)
+        return waited
+
+    waited = in_a_thread_of_its_own(lambda: asyncio.run(scenario()))
+    assert 0.7 < waited < 1.0
+    assert [html for _, html, _ in layer.sent] == ["<p>1210.0 W</p>", "<p>1234.0 W</p>"]  # and no more
+    loop_thread = layer.sent[0][2]
+    assert layer.sent[1][2] == loop_thread  # sent by the serving loop, as every push
+    assert len(checks) == 2 and checks[0].startswith("card-push")  # rendered on the pusher, connection checked
