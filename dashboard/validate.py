@@ -135,7 +135,7 @@ def apply_fix(
 ) -> Event:
     """Apply one of the validation's fixes to ``load_ct`` and log it; returns the Event.
 
-    The event names ``user``; with ``support``, as support staff who is no member of the location.
+    The event names ``user``; with ``support``, adds that they are support staff who is no member.
 
     The fix must be what the check says now (a suggestion from a page shown before the check
     changed its mind, or before someone else changed the CT, is refused) and the edited CT must
@@ -164,7 +164,9 @@ def apply_fix(
         )
     before = {"phase": load_ct.phase, "reversed": load_ct.reversed}
     confidence = f"suggested by validation, confidence {verdict['confidence']:.2f}"
-    who = support_note(user) if support else user.get_username()
+    if support:
+        confidence += "; support staff, not a member"
+    who = user.get_username()
     if action == "turned":
         kind = Event.VALIDATION
         message = f"{ref} ({load_ct.load.name}): clamp turned around by {who} ({confidence}); the check starts again."
