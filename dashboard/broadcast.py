@@ -38,11 +38,10 @@ process at a time).
 
 A trailing push is timed by the serving event loop when there is one (the loop that handed the
 frame's thread its work): the loop waits, the card is rendered on the one thread of
-:func:`_pusher` (rendering may read the database; its connection is checked before and after,
-as on the ingest threads), and the send goes back to the loop like any push. Elsewhere (MQTT
-ingest and other management commands, tests without a loop) a ``threading.Timer`` renders and
-sends, then closes the database connections it opened. At most one trailing push per
-(location, card) waits at a time; a leading push supersedes it.
+:func:`_pusher`, and the send goes back to the loop like any push. Elsewhere (MQTT ingest and
+other management commands, tests without a loop) a ``threading.Timer`` renders and sends. Either
+thread closes the database connection rendering may have opened when the push is done. At most
+one trailing push per (location, card) waits at a time; a leading push supersedes it.
 
 Pushes never fail ingest: a card that cannot be rendered is logged and skipped.
 
@@ -77,7 +76,7 @@ from asgiref.sync import SyncToAsync, async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.cache import cache
-from django.db import close_old_connections, connections, transaction
+from django.db import connections, transaction
 from django.db.models.signals import post_save
 from django.template.loader import render_to_string
 
@@ -218,7 +217,7 @@ def _later(delay_s: float, work: Callable[[], None]) -> Callable[[], object]:
     through that loop; elsewhere on a timer thread of its own."""
     loop = _serving_loop()
     if loop is None:
-        timer = threading.Timer(delay_s, _on_timer_thread, (work,))
+        timer = threading.Timer(delay_s, _on_worker_thread, (work,))
         timer.daemon = True
         timer.start()
         return timer.cancel
@@ -227,30 +226,28 @@ def _later(delay_s: float, work: Callable[[], None]) -> Callable[[], object]:
 
 async def _after(delay_s: float, loop: asyncio.AbstractEventLoop, work: Callable[[], None]) -> None:
     await asyncio.sleep(delay_s)
-    await loop.run_in_executor(_pusher(), _on_pusher_thread, loop, work)
+    try:
+        await loop.run_in_executor(_pusher(), _on_worker_thread, work, loop)
+    except Exception:
+        log.exception("a trailing push failed")
 
 
 @functools.cache
 def _pusher() -> concurrent.futures.ThreadPoolExecutor:
-    """The one thread rendering trailing pushes (and keeping one database connection)."""
+    """The one thread rendering the trailing pushes of the serving loop."""
     return concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="card-push")
 
 
-def _on_pusher_thread(loop: asyncio.AbstractEventLoop, work: Callable[[], None]) -> None:
+def _on_worker_thread(work: Callable[[], None], loop: asyncio.AbstractEventLoop | None = None) -> None:
+    """Run a trailing push (sent through ``loop``, if given). No request ends on this thread to
+    close the database connection rendering may have opened: it is closed here, so an idle
+    thread holds none (the live cards read no database after their first push)."""
     _handed.loop = loop
-    close_old_connections()
     try:
         work()
     finally:
-        close_old_connections()
         _handed.loop = None
-
-
-def _on_timer_thread(work: Callable[[], None]) -> None:
-    try:
-        work()
-    finally:
-        connections.close_all()  # the thread ends here
+        connections.close_all()
 
 
 def _due_this_period(location_id: int, card: str, every_s: float, now: float) -> bool:

@@ -207,8 +207,8 @@ def solar_power(page):
 def stream_until(server, locator, text: str, scale: float, door_closed: bool = False, timeout_s: float = 10) -> None:
     """Send a frame every half second, like a gateway, until ``locator`` shows ``text``.
 
-    One frame is not enough: pushes are coalesced to one a second, and a frame arriving within
-    that second of the previous push is dropped (the next one is pushed).
+    One frame may not be enough: the page may have opened its socket just after the frame was
+    pushed.
     """
     deadline = time.monotonic() + timeout_s
     while True:
