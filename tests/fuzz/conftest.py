@@ -1,9 +1,9 @@
 """The fuzz tests' fixed example budget, their houses and the snapshot a refusal must leave as it was.
 
-Hypothesis runs a fixed number of examples, derandomized: CI sees the same examples on every
-run (no flaky new find), and nothing is kept between runs. ``HYPOTHESIS_PROFILE=explore``
-searches afresh with more examples, for a hunt on a laptop; ``HYPOTHESIS_PROFILE=generated``
-runs CI's examples without the explicit ones.
+Hypothesis runs a fixed number of examples per test, derandomized: CI sees the same examples on
+every run (no flaky new find), and nothing is kept between runs. For a hunt on a laptop,
+``HYPOTHESIS_PROFILE=explore FUZZ_EXAMPLES_SCALE=20`` draws new examples, twenty times as many;
+``HYPOTHESIS_PROFILE=generated`` runs CI's examples without the explicit ones.
 """
 
 from __future__ import annotations
@@ -43,11 +43,18 @@ settings.register_profile(
     # large (a frame of seven 320-sample channels) and slow to build by design.
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-settings.register_profile("explore", parent=settings.get_profile("ci"), derandomize=False, max_examples=2000)
+settings.register_profile("explore", parent=settings.get_profile("ci"), derandomize=False)
 # CI's generated examples without the explicit ones (a failing explicit example stops a test
 # before anything is generated): what else is still broken.
 settings.register_profile("generated", parent=settings.get_profile("ci"), phases=[Phase.generate, Phase.shrink])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+EXAMPLES_SCALE = float(os.environ.get("FUZZ_EXAMPLES_SCALE", "1"))
+
+
+def budget(examples: int) -> int:
+    """A test's number of examples: its CI budget, times ``FUZZ_EXAMPLES_SCALE`` for a longer hunt."""
+    return max(1, round(examples * EXAMPLES_SCALE))
+
 
 DEVICE_MODELS = (
     Location, Membership, Gateway, PowerBox, CtModule, CtInput, InputModule, DigitalInput, OutputModule, Relay,

@@ -17,7 +17,7 @@ from hypothesis import event, example, given, settings
 
 from devices.installation import InstallationError, import_installation
 from tests.factories import make_location
-from tests.fuzz.conftest import changes, stored_state
+from tests.fuzz.conftest import budget, changes, stored_state
 from tests.fuzz.strategies import demo_installation, demo_installation_text, installation_doc, installation_text
 
 pytestmark = [pytest.mark.fuzz, pytest.mark.django_db]
@@ -34,7 +34,7 @@ def test_it_imports_the_unbroken_demo_file_the_fuzzing_starts_from(neighbour):
     assert result.created and result.gateway_token
 
 
-@settings(max_examples=150)
+@settings(max_examples=budget(150))
 @given(change=installation_doc())
 @example(
     change=(
@@ -61,7 +61,7 @@ def test_it_imports_or_refuses_every_broken_installation_file_with_its_reasons(n
         transaction.set_rollback(True)
 
 
-@settings(max_examples=40)
+@settings(max_examples=budget(40))
 @given(change=installation_text())
 @example(change=(b"[" * 100_000 + b"]" * 100_000, "arrays nested 100000 deep"))
 @example(

@@ -25,6 +25,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.fuzz.conftest import budget
 from tests.fuzz.strategies import FS_HZ, N_SAMPLES, T0, binary_case, dumps, frame_doc, json_case
 
 pytestmark = pytest.mark.fuzz
@@ -224,7 +225,7 @@ def test_it_keeps_answering_hostile_requests_in_bounded_memory(server):
             if status >= 500 or time.monotonic() - started > 5:
                 problems.append(f"seq {n}, pulses {pulses}: {status} after {time.monotonic() - started:.1f} s")
 
-    @settings(max_examples=100)
+    @settings(max_examples=budget(100))
     @given(case=json_case, with_token=st.booleans())
     def hostile_json(case, with_token):
         sent["json"] += 1
@@ -242,7 +243,7 @@ def test_it_keeps_answering_hostile_requests_in_bounded_memory(server):
     auth = {"Authorization": f"Bearer {token}"}
     with ws.connect(url, additional_headers=auth, max_size=None, open_timeout=10) as socket_:
 
-        @settings(max_examples=100)
+        @settings(max_examples=budget(100))
         @given(case=binary_case())
         def hostile_binary(case):
             sent["binary"] += 1
