@@ -70,6 +70,8 @@ from urllib.parse import urlsplit, urlunsplit
 import numpy as np
 import orjson
 
+from metering.bench_ingest import PLAIN_HTTP
+
 REPO = Path(__file__).resolve().parent.parent
 ASGI_APP = "dashboard.bench_asgi:application"
 FS_HZ = 6400.0
@@ -123,6 +125,7 @@ def clients_per_site(locations: int, per_location: float) -> list[int]:
 def setup_django(var_dir: str) -> None:
     os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
     os.environ.update({"VAR_DIR": var_dir, "SECRET_KEY": "bench", "DEBUG": "0", "ALLOWED_HOSTS": "127.0.0.1"})
+    os.environ.update(PLAIN_HTTP)
     for name in ("DATABASE_URL", "REDIS_URL", "MQTT_URL"):
         os.environ.pop(name, None)
     import django
@@ -182,6 +185,7 @@ class Server:
             "DEBUG": "0",
             "ALLOWED_HOSTS": "127.0.0.1",
             "LOG_LEVEL": "WARNING",
+            **PLAIN_HTTP,
         }
         for name in ("DATABASE_URL", "REDIS_URL", "MQTT_URL"):
             env.pop(name, None)

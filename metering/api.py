@@ -42,12 +42,6 @@ def too_large(size: int) -> JsonResponse:
     return error(f"frame too large: {size} bytes, limit {MAX_FRAME_BYTES}", None, 413)
 
 
-def refusal_status(problem: FrameError) -> int:
-    """The HTTP status of a refused frame: 400 malformed, 422 refused (a clock ahead), 413 too large."""
-    # frames.py reports the size as a format error (400); the documented answer is 413
-    return 413 if problem.message.startswith("frame too large") else problem.status
-
-
 def record_invalid_frame(gateway: Gateway, problem: FrameError, transport: str) -> None:
     Event.objects.create(
         location_id=gateway.location_id,
@@ -113,7 +107,7 @@ def receive_http_frames(request: HttpRequest) -> JsonResponse:
         return error(problem.message, problem.field, problem.status)
     except FrameError as problem:
         record_invalid_frame(gateway, problem, "HTTP")
-        return error(problem.message, problem.field, refusal_status(problem))
+        return error(problem.message, problem.field, problem.status)
     return JsonResponse(
         {"accepted": [r.as_dict() for r in outcome.receipts], "commands": commands.pending_for(gateway)}
     )

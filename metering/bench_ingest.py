@@ -115,9 +115,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# The benchmarks run production settings over plain HTTP on loopback: no redirect to HTTPS
+# and cookies that travel without TLS.
+PLAIN_HTTP = {"SECURE_SSL_REDIRECT": "0", "SESSION_COOKIE_SECURE": "0", "CSRF_COOKIE_SECURE": "0", "SECURE_HSTS_SECONDS": "0"}
+
+
 def setup_django(var_dir: str, services: bool) -> None:
     os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
     os.environ.update({"VAR_DIR": var_dir, "SECRET_KEY": "bench", "DEBUG": "0", "ALLOWED_HOSTS": "127.0.0.1,localhost"})
+    os.environ.update(PLAIN_HTTP)
     if not services:
         for name in ("DATABASE_URL", "REDIS_URL", "MQTT_URL"):
             os.environ.pop(name, None)

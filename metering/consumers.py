@@ -7,7 +7,7 @@ from channels.db import database_sync_to_async
 
 from config.consumers import WithoutConnectionHop
 from metering import commands
-from metering.api import on_ingest_threads, record_invalid_frame, refusal_status
+from metering.api import on_ingest_threads, record_invalid_frame
 from metering.auth import gateway_for, token_hash_for, token_is_current
 from metering.frames import FrameError, decode_binary, frame_from_dict, parse_json
 from metering.ingest import ingest_frames
@@ -39,7 +39,7 @@ def receive_frames(gateway, token_hash: str, text_data: str | None, bytes_data: 
                 "error": problem.message,
                 "field": problem.field,
                 "seq": seq,
-                "status": refusal_status(problem),
+                "status": problem.status,
             }
         ]
     return [{"type": "ack", **receipt.as_dict()} for receipt in outcome.receipts]

@@ -48,6 +48,9 @@ __all__ = [
     "SUPPORTED_VERSIONS",
     "FrameError",
     "FrameRefused",
+    "FrameTooLarge",
+    "FrameRefused",
+    "FrameTooLarge",
     "InputReading",
     "SampleFrame",
     "decode_binary",
@@ -138,6 +141,12 @@ class FrameRefused(FrameError):
     """
 
     status = 422
+
+
+class FrameTooLarge(FrameError):
+    """A body or binary frame over :data:`MAX_FRAME_BYTES` (HTTP 413)."""
+
+    status = 413
 
 
 @dataclass(frozen=True)
@@ -250,7 +259,7 @@ def _parse_json(body: bytes | bytearray | memoryview | str) -> tuple[list[dict[s
             raise FrameError(f"malformed JSON: {exc.reason} at character {exc.start}") from None
     size = body.nbytes if isinstance(body, memoryview) else len(body)
     if size > MAX_FRAME_BYTES:
-        raise FrameError(f"frame too large: {size} bytes, limit {MAX_FRAME_BYTES}")
+        raise FrameTooLarge(f"frame too large: {size} bytes, limit {MAX_FRAME_BYTES}")
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -421,7 +430,7 @@ def decode_binary(data: bytes | bytearray | memoryview, *, now: float | None = N
 def _decode_binary(data: bytes) -> SampleFrame:
     size = len(data)
     if size > MAX_FRAME_BYTES:
-        raise FrameError(f"frame too large: {size} bytes, limit {MAX_FRAME_BYTES}")
+        raise FrameTooLarge(f"frame too large: {size} bytes, limit {MAX_FRAME_BYTES}")
     if data[:4] != BINARY_MAGIC[:size]:
         raise FrameError("not a binary frame: bad magic")
     reader = _Reader(data)

@@ -30,7 +30,7 @@ from paho.mqtt.properties import Properties
 from devices.models import Event, Gateway, hash_token
 from metering import commands
 from metering.api import record_invalid_frame
-from metering.frames import MAX_FRAME_BYTES, MAX_FRAMES_PER_BODY, FrameError, frame_from_dict
+from metering.frames import MAX_FRAME_BYTES, MAX_FRAMES_PER_BODY, FrameError, FrameTooLarge, frame_from_dict
 from metering.ingest import ingest_frames
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ def handle_message(topic: str, payload: bytes) -> dict:
     serial, kind = parts[1], parts[2]
     gateway = Gateway.objects.select_related("location").filter(serial=serial).first()
     if len(payload) > MAX_FRAME_BYTES:
-        return _refuse(gateway, serial, FrameError(f"frame too large: {len(payload)} bytes, limit {MAX_FRAME_BYTES}"))
+        return _refuse(gateway, serial, FrameTooLarge(f"frame too large: {len(payload)} bytes, limit {MAX_FRAME_BYTES}"))
     try:
         envelope = orjson.loads(payload)
     except orjson.JSONDecodeError as exc:
