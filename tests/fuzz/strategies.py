@@ -509,7 +509,7 @@ def installation_doc(draw) -> tuple[Any, list[str]]:
         if op == "replace" or not path:
             value = draw(st.sampled_from(FILE_HOSTILE))
             if not path:
-                doc = value
+                doc = copy.deepcopy(value)  # later changes must not change the pool
             else:
                 _parent(doc, path)[path[-1]] = copy.deepcopy(value)
             changes.append(f"{'/'.join(map(str, path))} = {value!r:.60}")
@@ -522,7 +522,7 @@ def installation_doc(draw) -> tuple[Any, list[str]]:
             target = parent[key]
             if isinstance(target, dict):
                 extra = draw(st.sampled_from(("id", "extra", "serial", "inputs", "E", "5", "x" * 300)))
-                target[extra] = draw(st.sampled_from(FILE_HOSTILE))
+                target[extra] = copy.deepcopy(draw(st.sampled_from(FILE_HOSTILE)))
                 changes.append(f"added {'/'.join(map(str, path))}/{extra}")
             else:
                 changes.append(f"nothing added at {'/'.join(map(str, path))}")
