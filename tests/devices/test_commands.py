@@ -134,6 +134,29 @@ def test_it_says_when_the_file_cannot_be_read(tmp_path):
         call_command("import_installation", str(tmp_path / "missing.json"))
 
 
+def test_it_refuses_a_file_too_large_to_be_an_installation_without_reading_it_whole(tmp_path):
+    path = tmp_path / "huge.json"
+    path.write_bytes(b" " * (import_command.MAX_FILE_BYTES + 1))
+    with pytest.raises(CommandError, match=r"huge\.json is larger than 1024 KiB: not an installation file\."):
+        call_command("import_installation", str(path))
+    assert not Location.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"[" * 100_000 + b"]" * 100_000, "nests arrays or objects too deeply"),
+        (b'{"a": ' + b"7" * 5000 + b"}", "is not valid JSON"),
+    ],
+)
+def test_it_answers_json_beyond_the_parsers_limits_with_a_command_error(tmp_path, content, reason):
+    path = tmp_path / "deep.json"
+    path.write_bytes(content)
+    with pytest.raises(CommandError, match=reason):
+        call_command("import_installation", str(path))
+    assert not Location.objects.exists()
+
+
 def test_it_exports_a_location_as_indented_json(tmp_path):
     run("import_installation", write(tmp_path, base_doc()))
     location = Location.objects.get()

@@ -11,19 +11,34 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from devices import rules
 from devices.installation import ImportResult, InstallationError, import_installation
 
+#: An installation file lists one location's modules: a few kB. Anything far larger is not one.
+MAX_FILE_BYTES = 1024 * 1024
+
 
 def read_installation_file(path: str) -> object:
     """The parsed JSON of ``path`` ("-" reads standard input), or a CommandError saying what is wrong."""
     try:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+        if path == "-":
+            raw = sys.stdin.buffer.read(MAX_FILE_BYTES + 1)
+        else:
+            with Path(path).open("rb") as file:
+                raw = file.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise CommandError(f"Cannot read {path}: {exc.strerror or exc}.") from exc
+    if len(raw) > MAX_FILE_BYTES:
+        raise CommandError(f"{path} is larger than {MAX_FILE_BYTES // 1024} KiB: not an installation file.")
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise CommandError(f"{path} is not UTF-8 text: {exc.reason} at byte {exc.start}.") from exc
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise CommandError(f"{path} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}.") from exc
+    except RecursionError as exc:
+        raise CommandError(f"{path} nests arrays or objects too deeply to be an installation file.") from exc
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        raise CommandError(f"{path} is not valid JSON: {exc}.") from exc
 
 
 class Command(BaseCommand):
