@@ -145,6 +145,60 @@ def test_it_answers_every_hostile_relay_acknowledgement_with_a_4xx_and_changes_n
     check_http(houses, ACK_URL, Case(dumps(ack), "acknowledgement", None if own_relay else True), who)
 
 
+# --- MQTT: the worker's handling of one message, without a broker
+
+TOPICS = (
+    "infinity/GW-T/frames", "infinity/GW-T/frames", "infinity/GW-T/frames", "infinity/GW-T/acks",
+    "infinity/GW-O/frames", "infinity/GW-ZZ/frames", "infinity//frames", "infinity/GW-T/frames/x", "x/GW-T/frames", "",
+)  # fmt: skip
+
+
+def mqtt_envelope(case: Case, token: str | None, shape: str) -> tuple[bytes, bool | None]:
+    """The case's frames in an MQTT message ``{"token": ..., "frames": [...]}`` (or ``"frame"``),
+    and whether it must be refused. The body goes in as text (it may be nested deeper than
+    orjson writes)."""
+    try:
+        doc = orjson.loads(case.body)
+    except orjson.JSONDecodeError:
+        return case.body, True  # not JSON at all: sent as it is
+    head = b"{" if token is None else b'{"token":' + orjson.dumps(token) + b","
+    if shape == "frames":
+        frames = case.body if isinstance(doc, list) else b"[" + case.body + b"]"
+        return head + b'"frames":' + frames + b"}", case.must_refuse
+    if shape == "frame":
+        return head + b'"frame":' + case.body + b"}", case.must_refuse
+    if isinstance(doc, dict):  # the body itself with a token: an envelope only if it holds frames
+        inline = head + case.body.lstrip()[1:] if doc else head.rstrip(b",") + b"}"
+        return inline, None if {"frame", "frames"} & set(doc) else True
+    return case.body, True
+
+
+@pytest.mark.django_db
+@settings(max_examples=budget(80))
+@given(case=json_case, topic=st.sampled_from(TOPICS), who=TOKENS, shape=st.sampled_from(("frames", "frame", "inline")))
+def test_it_answers_every_hostile_mqtt_message_with_an_error_reply_and_changes_nothing(houses, case, topic, who, shape):
+    from metering.mqtt import handle_message
+
+    payload, must_refuse = mqtt_envelope(case, token_of(houses, who), shape)
+    forget_ingest_state()
+    with transaction.atomic():
+        before = stored_state()
+        try:
+            reply = handle_message(topic, payload)
+        except Exception as exc:  # noqa: BLE001 - any exception is the finding
+            pytest.fail(f"handle_message raised {type(exc).__name__}: {exc!s:.500}")
+        event(f"MQTT {reply.get('type')}")
+        if reply.get("type") == "error":
+            assert isinstance(reply.get("error"), str) and reply["error"].strip(), reply
+            after = stored_state()
+            assert after == before, f"a refused message ({reply['error']!r}) changed {changes(before, after)}"
+        else:
+            assert reply.get("type") == "ack", reply
+            wrong_gateway = who != "T" or topic.split("/")[1:2] != ["GW-T"]
+            assert not (must_refuse or wrong_gateway), f"accepted: {reply}"
+        transaction.set_rollback(True)
+
+
 # --- the ingest WebSocket
 
 
