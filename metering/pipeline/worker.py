@@ -1,0 +1,244 @@
+"""Ingest workers: take entries from the stream, meter, store, answer.
+
+:func:`process` is the one function that turns an entry into its outcome; the in-process
+stream calls it in the caller's thread, :class:`Worker` for each entry of its shards.
+
+A worker owns shards through leases in Redis (``SET NX PX``), renewed every third of their
+time while it runs; the live workers (a sorted set of heartbeats) share the shards fairly,
+``ceil(shards / workers)`` at most each. A shard is metered by its owner alone and in order:
+when a worker takes a shard over, it first claims the entries its previous owner read but did
+not acknowledge and processes them, then the new ones. An entry is acknowledged (and deleted)
+only after its frames are committed, so a worker that dies leaves nothing half done: the next
+owner processes its entries again, and the per-Power-Box ``seq`` window makes a frame that was
+committed already a duplicate. See docs/deploy.md, "When a frame is acknowledged".
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+import zlib
+
+import redis
+from django.db import InterfaceError, OperationalError, close_old_connections, connection
+
+from devices.models import Gateway
+from metering.api import record_invalid_frame
+from metering.frames import FrameError, decode_binary
+from metering.ingest import ingest_frames
+from metering.pipeline.stream import Entry, RedisStream, entry_from, worker_name
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LEASE_S = 10.0
+# Entries read from the stream at a time, per shard.
+READ_COUNT = 16
+MAX_BACKOFF_S = 10.0
+
+
+def process(entry: Entry) -> dict:
+    """Meter and store one entry's frames; its JSON-able outcome.
+
+    ``{"accepted": [receipt, ...]}``, or ``{"error", "field", "status"}`` for a refused frame,
+    which is recorded as an "Invalid frame" Event of the gateway's location, as the transports
+    did. Everything is committed when it returns. Database errors propagate (the entry is then
+    processed again).
+    """
+    gateway = entry.gateway or Gateway.objects.select_related("location").filter(pk=entry.gateway_id).first()
+    if gateway is None:
+        return {"error": "gateway no longer exists", "field": "Authorization", "status": 401}
+    try:
+        frames = entry.frames if entry.frames is not None else [decode_binary(entry.binary or b"", now=entry.now)]
+        outcome = ingest_frames(gateway, frames)
+    except FrameError as problem:
+        record_invalid_frame(gateway, problem, entry.transport)
+        return {"error": problem.message, "field": problem.field, "status": problem.status}
+    return {"accepted": [receipt.as_dict() for receipt in outcome.receipts]}
+
+
+class Worker:
+    """One ingest worker on a :class:`RedisStream` (``manage.py run_ingest`` runs one)."""
+
+    def __init__(
+        self,
+        stream: RedisStream,
+        *,
+        name: str | None = None,
+        lease_s: float | None = None,
+        allowed: set[int] | None = None,
+        block_ms: int = 500,
+    ) -> None:
+        from django.conf import settings
+
+        self.stream = stream
+        self.name = name or worker_name()
+        self.lease_ms = int((lease_s or getattr(settings, "INGEST_LEASE_S", DEFAULT_LEASE_S)) * 1000)
+        self.allowed = sorted(allowed if allowed is not None else range(stream.shards))
+        self.block_ms = min(block_ms, self.lease_ms // 3)
+        # shard -> "0" while its pending entries come first (taken over, or after an error), ">" then
+        self.owned: dict[int, str] = {}
+        self.valid_until: dict[int, float] = {}  # shard -> monotonic time its lease surely lasts
+        self.next_tick = 0.0
+        self.processed = 0
+        # False: stop without giving up leases or the heartbeat, as a killed process would.
+        self.graceful = True
+
+    # -- the loop
+
+    def run(self, stop: threading.Event) -> None:
+        """Work until ``stop`` is set; Redis or database outages are waited out with backoff."""
+        backoff_s = 0.1
+        log.info("ingest worker %s started (shards %s of %d)", self.name, _ranges(self.allowed), self.stream.shards)
+        try:
+            while not stop.is_set():
+                try:
+                    self.step()
+                    backoff_s = 0.1
+                except redis.RedisError as exc:
+                    log.warning("ingest worker %s: Redis: %s; retrying in %.1f s", self.name, exc, backoff_s)
+                    self._lost_all()
+                    stop.wait(backoff_s)
+                    backoff_s = min(backoff_s * 2, MAX_BACKOFF_S)
+                except (OperationalError, InterfaceError) as exc:
+                    log.warning("ingest worker %s: database: %s; retrying in %.1f s", self.name, exc, backoff_s)
+                    connection.close()
+                    for shard in self.owned:
+                        self.owned[shard] = "0"  # the failed entry is pending: first again, in order
+                    stop.wait(backoff_s)
+                    backoff_s = min(backoff_s * 2, MAX_BACKOFF_S)
+        finally:
+            if self.graceful:
+                self._leave()
+            connection.close()
+            log.info("ingest worker %s stopped after %d entries", self.name, self.processed)
+
+    def step(self) -> None:
+        """Keep the leases, then process one read of pending or new entries."""
+        if time.monotonic() >= self.next_tick:
+            self.tick()
+        pending = {shard: "0" for shard, start in self.owned.items() if start == "0"}
+        if pending:
+            batches = self.stream.read(self.name, pending, READ_COUNT, None)
+            done = {shard for shard, entries in batches if entries}
+            for shard in pending.keys() - done:
+                self.owned[shard] = ">"  # nothing left pending: on to new entries
+        elif self.owned:
+            batches = self.stream.read(self.name, dict.fromkeys(self.owned, ">"), READ_COUNT, self.block_ms)
+        else:
+            time.sleep(self.block_ms / 1000)
+            return
+        for shard, entries in batches:
+            for entry_id, fields in entries:
+                if not self._still_owns(shard):
+                    break  # its next owner claims what is left, in order
+                self._handle(shard, entry_id, fields)
+
+    def _handle(self, shard: int, entry_id: bytes, fields: dict) -> None:
+        close_old_connections()
+        try:
+            entry = entry_from(fields)
+        except (KeyError, ValueError) as exc:  # not an entry this version writes: answer nobody
+            log.error("ingest entry %s of shard %d is garbled (%s); dropped", entry_id, shard, exc)
+            self.stream.finish(shard, entry_id, Entry(0, "", 0.0), {})
+            return
+        try:
+            result = process(entry)
+        except (OperationalError, InterfaceError, redis.RedisError):
+            raise
+        except Exception:  # one bad entry must not stop its shard (it would be retried forever)
+            log.exception("ingest entry %s of shard %d could not be processed", entry_id, shard)
+            result = {"error": "internal error, frame not stored", "field": None, "status": 500}
+        self.stream.finish(shard, entry_id, entry, result)
+        self.processed += 1
+
+    # -- leases
+
+    def tick(self) -> None:
+        """Heartbeat, renew the leases, and take or give up shards towards a fair share."""
+        now = time.monotonic()
+        self.next_tick = now + self.lease_ms / 3000
+        live = self.stream.live_workers(self.name, self.lease_ms)
+        share = math.ceil(self.stream.shards / max(live, 1))
+        before = set(self.owned)
+        for shard in list(self.owned):
+            if self.stream.renew_lease(shard, self.name, self.lease_ms):
+                self.valid_until[shard] = now + self.lease_ms / 1000 * 0.8
+            else:
+                self._lost(shard)
+        for shard in sorted(self.owned, reverse=True)[: max(len(self.owned) - share, 0)]:
+            self.stream.release_lease(shard, self.name)  # a newcomer takes it over
+            self._lost(shard)
+        if len(self.owned) < share:
+            start = zlib.crc32(self.name.encode()) % len(self.allowed) if self.allowed else 0
+            for shard in self.allowed[start:] + self.allowed[:start]:
+                if len(self.owned) >= share:
+                    break
+                if shard not in self.owned and self.stream.take_lease(shard, self.name, self.lease_ms):
+                    self.stream.ensure_group(shard)
+                    claimed = self.stream.claim(shard, self.name)
+                    self.owned[shard] = "0"
+                    self.valid_until[shard] = now + self.lease_ms / 1000 * 0.8
+                    if claimed:
+                        log.info("ingest worker %s took over %d pending entries of shard %d", self.name, claimed, shard)
+        if set(self.owned) != before:
+            log.info(
+                "ingest worker %s owns shards %s (%d live workers)",
+                self.name,
+                _ranges(sorted(self.owned)) or "none",
+                live,
+            )
+
+    def _still_owns(self, shard: int) -> bool:
+        if shard not in self.owned:
+            return False
+        if time.monotonic() < self.valid_until.get(shard, 0.0):
+            return True
+        now = time.monotonic()
+        if self.stream.renew_lease(shard, self.name, self.lease_ms):
+            self.valid_until[shard] = now + self.lease_ms / 1000 * 0.8
+            return True
+        self._lost(shard)
+        return False
+
+    def _lost(self, shard: int) -> None:
+        self.owned.pop(shard, None)
+        self.valid_until.pop(shard, None)
+
+    def _lost_all(self) -> None:
+        for shard in list(self.owned):
+            self._lost(shard)
+        self.next_tick = 0.0
+
+    def _leave(self) -> None:
+        try:
+            for shard in list(self.owned):
+                self.stream.release_lease(shard, self.name)
+            self.stream.leave(self.name)
+        except redis.RedisError as exc:
+            log.warning("ingest worker %s could not give up its leases: %s", self.name, exc)
+        self._lost_all()
+
+
+def _ranges(shards: list[int]) -> str:
+    """``[0, 1, 2, 5]`` as ``"0-2,5"``."""
+    runs: list[list[int]] = []
+    for shard in shards:
+        if runs and runs[-1][1] == shard - 1:
+            runs[-1][1] = shard
+        else:
+            runs.append([shard, shard])
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+
+
+def run(stop: threading.Event, *, stream: RedisStream | None = None, **options) -> Worker:
+    """Run one worker on ``stream`` (this process's) until ``stop`` is set; returns it."""
+    from metering.pipeline.stream import stream as this_process_stream
+
+    stream = stream or this_process_stream()
+    if not isinstance(stream, RedisStream):
+        raise RuntimeError("ingest workers need a Redis stream: set REDIS_URL")
+    worker = Worker(stream, **options)
+    worker.run(stop)
+    return worker
