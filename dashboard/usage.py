@@ -18,7 +18,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from datetime import time as dt_time
 
@@ -26,8 +26,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from devices.models import Location
-from metering import history
-from metering.models import LocationEnergy
+from metering import history, rollups
 
 PERIODS = ("day", "week", "month", "year")
 # The dates the card shows: from FIRST_DAY to a year after today (beyond, a period's bounds or its
@@ -162,21 +161,8 @@ def columns(period: Period, has_solar: bool) -> list[Column]:
     return cols
 
 
-def bucket_seconds(location: Location, start: datetime, end: datetime) -> pd.Series:
-    """Seconds of samples behind each stored 5-minute bucket in [start, end), by local start.
-
-    (:func:`metering.history.location_buckets` does not return them yet.)
-    """
-    rows = LocationEnergy.objects.filter(location=location, start__gte=start, start__lt=end).values_list(
-        "start", "seconds"
-    )
-    frame = pd.DataFrame.from_records(list(rows), columns=["start", "seconds"])
-    index = pd.DatetimeIndex(pd.to_datetime(frame["start"], utc=True), name="start").tz_convert(location.timezone)
-    return pd.Series(frame["seconds"].to_numpy(dtype=float), index=index)
-
-
 def usage_table(
-    location: Location, period: Period, has_solar: bool = True
+    location: Location, period: Period, has_solar: bool = True, use_rollups: bool = True
 ) -> tuple[pd.DataFrame, history.Summary | None]:
     """The plotted numbers, indexed by each bucket's local start, columns named by :func:`columns`.
 
@@ -185,32 +171,25 @@ def usage_table(
     bucket holds, so the bucket still being filled and a bucket cut short by a data gap are not
     read as low consumption; always-on only counts buckets that are at least
     :data:`ALWAYS_ON_MIN_S` full.
+
+    The day view reads the day's 5-minute buckets; week, month and year read the hour, day and
+    month rollups (:mod:`metering.rollups`), or, with ``use_rollups=False``, resample the
+    period's 5-minute buckets as the rollups' reference (and the benchmark's baseline).
     """
     cols = columns(period, has_solar)
     rule = history.RESOLUTIONS[period.resolution]
     index = pd.date_range(
         pd.Timestamp(period.start), pd.Timestamp(period.end), freq=rule, inclusive="left", name="start"
     )
-    buckets = history.location_buckets(location, period.start, period.end)
     table = pd.DataFrame(index=index, columns=[c.header for c in cols], dtype=float)
-    if buckets.empty:
-        return table, None
-
-    flows_wh = buckets[list(history.FLOWS)]
-    seconds = bucket_seconds(location, period.start, period.end).reindex(buckets.index).fillna(0.0)
-    average_w = flows_wh[seconds > 0].div(seconds[seconds > 0] / 3600, axis=0)
-    consumption_w = average_w["consumption_wh"][seconds >= ALWAYS_ON_MIN_S]
-    counts = flows_wh["consumption_wh"].resample(rule).count().reindex(index, fill_value=0)
     if period.name == "day":
-        flows = average_w.reindex(index) / 1000  # average kW
-        always_on = pd.Series(consumption_w.min() if len(consumption_w) else float("nan"), index=index)
+        flows, always_on, summary = _day_from_buckets(location, period, index)
+    elif use_rollups:
+        flows, always_on, summary = _from_rollups(location, period, index)
     else:
-        flows = flows_wh.resample(rule).sum().reindex(index) / 1000  # kWh
-        flows[counts == 0] = float("nan")
-        if len(consumption_w):
-            always_on = consumption_w.resample(rule).min().reindex(index)
-        else:
-            always_on = pd.Series(float("nan"), index=index)
+        flows, always_on, summary = _resampled_buckets(location, period, index)
+    if summary is None:
+        return table, None
     source = {
         "consumption": flows["consumption_wh"],
         "solar": flows["solar_wh"],
@@ -221,9 +200,59 @@ def usage_table(
     for col in cols:
         values = source[col.key] / 1000 if col.key == "always_on" and col.unit == "kW" else source[col.key]
         table[col.header] = values.round(0 if col.unit == "W" else 3)
+    return table, summary
 
+
+Parts = tuple[pd.DataFrame | None, pd.Series | None, history.Summary | None]
+
+
+def _covered_power_w(buckets: pd.DataFrame) -> pd.Series:
+    """Average consumption power (W) of the buckets at least :data:`ALWAYS_ON_MIN_S` full."""
+    covered = buckets[buckets["seconds"] >= ALWAYS_ON_MIN_S]
+    return covered["consumption_wh"] / (covered["seconds"] / 3600)
+
+
+def _day_from_buckets(location: Location, period: Period, index: pd.DatetimeIndex) -> Parts:
+    """Average kW per 5-minute bucket; always-on is the day's lowest, on every row."""
+    buckets = history.location_buckets(location, period.start, period.end)
+    if buckets.empty:
+        return None, None, None
+    seconds = buckets["seconds"]
+    average_w = buckets[list(history.FLOWS)][seconds > 0].div(seconds[seconds > 0] / 3600, axis=0)
+    consumption_w = _covered_power_w(buckets)
     lowest = float(consumption_w.min()) if len(consumption_w) else None
-    return table, replace(history.summarise(buckets), always_on_w=lowest)
+    always_on = pd.Series(float("nan") if lowest is None else lowest, index=index)
+    summary = history.summary_of(buckets[list(history.FLOWS)].sum(), lowest)
+    return average_w.reindex(index) / 1000, always_on, summary
+
+
+def _resampled_buckets(location: Location, period: Period, index: pd.DatetimeIndex) -> Parts:
+    """kWh per hour, day or month and each one's always-on, resampled from 5-minute buckets."""
+    buckets = history.location_buckets(location, period.start, period.end)
+    if buckets.empty:
+        return None, None, None
+    rule = history.RESOLUTIONS[period.resolution]
+    flows_wh = buckets[list(history.FLOWS)]
+    consumption_w = _covered_power_w(buckets)
+    counts = flows_wh["consumption_wh"].resample(rule).count().reindex(index, fill_value=0)
+    flows = flows_wh.resample(rule).sum().reindex(index) / 1000  # kWh
+    flows[counts == 0] = float("nan")
+    if len(consumption_w):
+        always_on = consumption_w.resample(rule).min().reindex(index)
+    else:
+        always_on = pd.Series(float("nan"), index=index)
+    lowest = float(consumption_w.min()) if len(consumption_w) else None
+    return flows, always_on, history.summary_of(flows_wh.sum(), lowest)
+
+
+def _from_rollups(location: Location, period: Period, index: pd.DatetimeIndex) -> Parts:
+    """kWh per hour, day or month and each one's always-on, read from the rollup rows."""
+    rows = rollups.read(location, period.resolution, period.start, period.end)
+    if rows.empty:
+        return None, None, None
+    flows = rows[list(history.FLOWS)].reindex(index) / 1000  # kWh
+    always_on = rows["always_on_w"].reindex(index)
+    return flows, always_on, history.summary_of(rows[list(history.FLOWS)].sum(), rows["always_on_w"].min())
 
 
 def _labels(index: pd.DatetimeIndex, period: Period) -> list[str]:

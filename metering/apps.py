@@ -6,4 +6,6 @@ class MeteringConfig(AppConfig):
     verbose_name = "Metering and history"
 
     def ready(self) -> None:
-        from metering import installed  # noqa: F401 - connects the cache-invalidating signals
+        # Connect the signals: installed forgets cached installations, rollups rebuilds a
+        # location's history rollups when its time zone changes.
+        from metering import installed, rollups  # noqa: F401

@@ -1,5 +1,8 @@
 """Energy history: 5-minute buckets in the database, resampled with pandas in the location's
-time zone (so a daylight-saving day has 23 or 25 hours and its totals still add up)."""
+time zone (so a daylight-saving day has 23 or 25 hours and its totals still add up).
+
+This is the reference; the usage card reads the hour, day and month rollups that
+:mod:`metering.rollups` keeps of the same buckets (docs/history.md)."""
 
 from __future__ import annotations
 
@@ -31,7 +34,9 @@ FLOWS = (
 
 def location_buckets(location: Location, start: datetime, end: datetime) -> pd.DataFrame:
     """The location's 5-minute buckets in [start, end), indexed by local start time."""
-    rows = LocationEnergy.objects.filter(location=location, start__gte=start, start__lt=end).values("start", *FLOWS, "seconds")
+    rows = LocationEnergy.objects.filter(location=location, start__gte=start, start__lt=end).values(
+        "start", *FLOWS, "seconds"
+    )
     frame = pd.DataFrame.from_records(list(rows), columns=["start", *FLOWS, "seconds"])
     index = pd.DatetimeIndex(pd.to_datetime(frame.pop("start"), utc=True), name="start")
     frame.index = index.tz_convert(location.timezone)
@@ -79,10 +84,13 @@ class Summary:
 
 
 def summarise(buckets: pd.DataFrame) -> Summary:
-    total = buckets[list(FLOWS)].sum()
-    solar, consumption = float(total["solar_wh"]), float(total["consumption_wh"])
     power = consumption_power_w(buckets)
-    always_on = power.min() if len(power) else None
+    return summary_of(buckets[list(FLOWS)].sum(), power.min() if len(power) else None)
+
+
+def summary_of(total: pd.Series, always_on_w: float | None) -> Summary:
+    """The summary of a period from its flow totals and its lowest well-covered power."""
+    solar, consumption = float(total["solar_wh"]), float(total["consumption_wh"])
     return Summary(
         consumption_wh=consumption,
         solar_wh=solar,
@@ -90,7 +98,7 @@ def summarise(buckets: pd.DataFrame) -> Summary:
         grid_export_wh=float(total["grid_export_wh"]),
         self_consumption=float(total["self_consumption_wh"]) / solar if solar > 0 else None,
         self_sufficiency=float(total["self_supplied_wh"]) / consumption if consumption > 0 else None,
-        always_on_w=None if always_on is None or pd.isna(always_on) else float(always_on),
+        always_on_w=None if always_on_w is None or pd.isna(always_on_w) else float(always_on_w),
     )
 
 
@@ -106,8 +114,10 @@ def backfill(
     batch: int = 2000,
 ) -> int:
     """Write simulated history: per 5-minute bucket the mean power of each load (W) and the
-    pulses of each input. Replaces existing buckets at the same starts. Returns buckets written.
+    pulses of each input. Replaces existing buckets at the same starts and rebuilds the
+    rollups of the months written (:func:`metering.rollups.rebuild`). Returns buckets written.
     """
+    from metering import rollups
     from metering.core import flow_totals
 
     loads = {load.name: load for load in Load.objects.filter(location=location)}
@@ -117,6 +127,8 @@ def backfill(
     load_rows: list[LoadEnergy] = []
     input_rows: list[InputCount] = []
     written = 0
+    first: datetime | None = None
+    last: datetime | None = None
 
     def flush() -> None:
         LocationEnergy.objects.bulk_create(
@@ -132,11 +144,15 @@ def backfill(
 
     for start, power_w, pulses in rows:
         start = start.astimezone(UTC)
+        first = start if first is None or start < first else first
+        last = start if last is None or start > last else last
         kinds = {name: loads[name].kind for name in power_w if name in loads}
         flows = flow_totals({name: power_w[name] for name in kinds}, kinds)
         location_rows.append(
             LocationEnergy(
-                location=location, start=start, seconds=BUCKET.total_seconds(),
+                location=location,
+                start=start,
+                seconds=BUCKET.total_seconds(),
                 consumption_wh=flows["consumption_w"] * hours,
                 solar_wh=max(flows["solar_w"], 0.0) * hours,
                 grid_import_wh=flows["grid_import_w"] * hours,
@@ -150,7 +166,9 @@ def backfill(
         for name, p_w in power_w.items():
             if name in loads:
                 load_rows.append(
-                    LoadEnergy(load=loads[name], start=start, import_wh=max(p_w, 0.0) * hours, export_wh=max(-p_w, 0.0) * hours)
+                    LoadEnergy(
+                        load=loads[name], start=start, import_wh=max(p_w, 0.0) * hours, export_wh=max(-p_w, 0.0) * hours
+                    )
                 )
         for ref, count in pulses.items():
             if ref in inputs and count:
@@ -161,6 +179,8 @@ def backfill(
             if progress:
                 progress(written)
     flush()
+    if first is not None:
+        rollups.rebuild(location, first, last + BUCKET)
     if progress:
         progress(written)
     return written

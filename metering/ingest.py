@@ -25,13 +25,14 @@ import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import SimpleNamespace
+from zoneinfo import ZoneInfo
 
 import orjson
 from django.db import connection, transaction
 from django.utils import timezone
 
 from devices.models import Event, Gateway, PowerBox
-from metering import live
+from metering import live, rollups
 from metering.core import Carry, FrameResult, MeterConfig, compute_block, compute_frame
 from metering.frames import FrameError, SampleFrame
 from metering.installed import Installed, installed
@@ -700,14 +701,18 @@ def _merge(into: dict, extra: dict) -> None:
 
 
 def write_bucket(setup: Installed, bucket: dict) -> None:
-    """Add a bucket's energy to the 5-minute tables: one adding upsert per table.
+    """Add a bucket's energy to the 5-minute tables: one adding upsert per table; then set the
+    location's hour, day and month rollups containing it (:mod:`metering.rollups`).
 
     ``INSERT … ON CONFLICT … DO UPDATE SET x = x + excluded.x`` is the same SQL on SQLite
-    (3.24+) and PostgreSQL, and adds atomically even with several ingest processes.
+    (3.24+) and PostgreSQL, and adds atomically even with several ingest processes. The
+    rollups are recomputed under a per-location lock taken first, in the caller's transaction.
     """
     start = datetime.fromtimestamp(bucket["start"], tz=UTC)
     start_db = connection.ops.adapt_datetimefield_value(start)
     location_flows = {k: v for k, v in bucket.get("location", {}).items() if v}
+    if location_flows:
+        rollups.lock(setup.location_id)
     with connection.cursor() as cursor:
         if location_flows:
             _upsert(
@@ -734,6 +739,8 @@ def write_bucket(setup: Installed, bucket: dict) -> None:
             input_rows.append((setup.inputs[ref].pk, start_db, count))
         if input_rows:
             _upsert(cursor, InputCount, ("input_id", "start"), ["pulses"], input_rows)
+    if location_flows:
+        rollups.update_after_write(setup.location_id, ZoneInfo(setup.timezone), [start])
 
 
 def _upsert(cursor, model, keys: tuple[str, str], adds: list[str], rows: list[tuple]) -> None:

@@ -2,8 +2,9 @@
 
 Energy registers live on the Power Box's state row and are written in the same transaction
 that records a frame's ``seq``, so a restart neither resets them nor counts a frame twice.
-History is kept in 5-minute buckets (UTC starts); coarser series are resampled with pandas
-in the location's time zone (:mod:`metering.history`).
+History is kept in 5-minute buckets (UTC starts), rolled up into hours, days and months of the
+location's local time as the buckets are written (:mod:`metering.rollups`), so long periods read
+a few rows; :mod:`metering.history` resamples buckets with pandas as the reference.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ class PowerBoxState(models.Model):
     powerbox = models.OneToOneField(PowerBox, on_delete=models.CASCADE, related_name="state")
     last_seq = models.BigIntegerField(null=True, blank=True)
     last_t = models.FloatField(null=True, blank=True, help_text="Unix time of the first sample of the newest frame.")
-    last_end_t = models.FloatField(null=True, blank=True, help_text="Unix time just after the newest frame's last sample.")
+    last_end_t = models.FloatField(
+        null=True, blank=True, help_text="Unix time just after the newest frame's last sample."
+    )
     # Bit k set = frame (last_seq - 1 - k) was received; lets late frames in, duplicates out.
     seen_window = models.TextField(default="0", blank=True)
     frames = models.BigIntegerField(default=0)
@@ -61,6 +64,58 @@ class LocationEnergy(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["location", "start"], name="one_energy_bucket_per_location")]
         ordering = ["start"]
+
+
+class EnergyRollup(models.Model):
+    """Totals of a location's 5-minute buckets over a period of its local time (hour, day, month).
+
+    Kept by :mod:`metering.rollups`: recomputed from the level below whenever a bucket is
+    written, rebuilt from the buckets by ``manage.py rebuild_rollups``.
+    """
+
+    consumption_wh = models.FloatField(default=0.0)
+    solar_wh = models.FloatField(default=0.0)
+    grid_import_wh = models.FloatField(default=0.0)
+    grid_export_wh = models.FloatField(default=0.0)
+    battery_charge_wh = models.FloatField(default=0.0)
+    battery_discharge_wh = models.FloatField(default=0.0)
+    self_consumption_wh = models.FloatField(default=0.0)
+    self_supplied_wh = models.FloatField(default=0.0)
+    seconds = models.FloatField(default=0.0, help_text="Seconds of samples behind these figures")
+    buckets = models.IntegerField(default=0, help_text="Stored 5-minute buckets in the period")
+    always_on_w = models.FloatField(
+        null=True, blank=True, help_text="Lowest average consumption power of a well-covered 5-minute bucket"
+    )
+
+    class Meta:
+        abstract = True
+
+
+class LocationEnergyHour(EnergyRollup):
+    location = models.ForeignKey(Location, on_delete=models.CASCADE, related_name="energy_hours")
+    start = models.DateTimeField(help_text="UTC instant at which the local hour starts")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["location", "start"], name="one_energy_hour_per_location")]
+        ordering = ["start"]
+
+
+class LocationEnergyDay(EnergyRollup):
+    location = models.ForeignKey(Location, on_delete=models.CASCADE, related_name="energy_days")
+    day = models.DateField(help_text="Local date")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["location", "day"], name="one_energy_day_per_location")]
+        ordering = ["day"]
+
+
+class LocationEnergyMonth(EnergyRollup):
+    location = models.ForeignKey(Location, on_delete=models.CASCADE, related_name="energy_months")
+    month = models.DateField(help_text="First local date of the month")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["location", "month"], name="one_energy_month_per_location")]
+        ordering = ["month"]
 
 
 class LoadEnergy(models.Model):

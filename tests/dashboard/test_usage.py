@@ -8,6 +8,7 @@ import json
 import re
 from datetime import UTC, date, datetime, timedelta
 
+import pandas as pd
 import pytest
 
 from dashboard import usage
@@ -224,3 +225,44 @@ def test_it_shows_the_first_and_the_last_day_it_allows(client, house, owner):
             params = {"period": period, "date": day.isoformat()}
             assert client.get(f"/locations/{location.pk}/", params).status_code == 200, params
             assert client.get(f"/locations/{location.pk}/usage.csv", params).status_code == 200, params
+
+
+@pytest.mark.parametrize(
+    ("zone", "day"),
+    [("Europe/Brussels", SPRING_FORWARD), ("Europe/Brussels", FALL_BACK), ("Asia/Kolkata", date(2026, 3, 31))],
+)
+def test_it_gives_the_same_card_and_csv_from_rollups_as_from_the_buckets(client, house, owner, zone, day):
+    from metering import rollups
+    from tests.metering.test_rollups import store, varied_buckets
+
+    location, _ = house
+    location.timezone = zone
+    location.save()
+    store(location, varied_buckets(location.zoneinfo, day - timedelta(days=9), day + timedelta(days=9)))
+    rollups.rebuild(location)
+    client.force_login(owner)
+    for name in usage.PERIODS:
+        period = usage.period_for(location, name, day, today=date(2030, 1, 1))
+        table, summary = usage.usage_table(location, period, use_rollups=True)
+        reference, expected = usage.usage_table(location, period, use_rollups=False)
+        pd.testing.assert_frame_equal(table, reference)
+        for field in ("consumption_wh", "solar_wh", "grid_import_wh", "grid_export_wh", "self_consumption"):
+            assert getattr(summary, field) == pytest.approx(getattr(expected, field), rel=1e-12), (name, field)
+        assert summary.always_on_w == expected.always_on_w
+        # The house has no solar load: the download leaves its column out.
+        plain, _ = usage.usage_table(location, period, has_solar=False, use_rollups=False)
+        response = client.get(f"/locations/{location.pk}/usage.csv", {"period": name, "date": day.isoformat()})
+        assert response.content.decode() == usage.usage_csv(plain, location), name
+
+
+def test_it_adds_the_dst_day_hours_of_the_week_up_to_the_day_of_the_month(house):
+    location, _ = house
+    month = usage.period_for(location, "month", SPRING_FORWARD, today=date(2030, 1, 1))
+    constant_history(location, month.start, month.end, grid_w=1500.0)
+    week = usage.period_for(location, "week", SPRING_FORWARD, today=date(2030, 1, 1))
+    hours, _ = usage.usage_table(location, week, has_solar=False)
+    days, _ = usage.usage_table(location, month, has_solar=False)
+    dst_hours = hours[hours.index.date == SPRING_FORWARD]["Consumption [kWh]"]
+    assert len(dst_hours) == 23
+    assert days.loc[days.index.date == SPRING_FORWARD, "Consumption [kWh]"].item() == pytest.approx(dst_hours.sum())
+    assert dst_hours.sum() == pytest.approx(1.5 * 23)
