@@ -396,7 +396,14 @@ class RedisStream:
 
     def close(self) -> None:
         self._closed.set()
-        if self._listener is not None:
+        if self._listener is not None and self._listener.is_alive():
+            import redis
+
+            try:
+                self.redis.rpush(self._inbox, b"{}")  # wakes the listener from its wait
+                self.redis.pexpire(self._inbox, 1000)
+            except redis.RedisError:
+                pass
             self._listener.join(timeout=5)
         self.redis.close()
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -11,6 +15,7 @@ from pathlib import Path
 import orjson
 import pytest
 import redis
+from django.db import connection
 
 from devices.models import Event, Gateway
 from metering.frames import decode_binary, encode_binary, frame_from_dict, parse_frames
@@ -352,3 +357,86 @@ def test_it_refuses_new_frames_over_the_backlog_bound(redis_stream):
         redis_stream._send(gateway, frames(seq), "HTTP", None)
     with pytest.raises(Busy, match=r"ingest is behind \(2 frames wait\)"):
         redis_stream.submit(gateway, frames(3), "HTTP")
+
+
+# ------------------------------------------------------------------------------ processes
+
+
+def database_url() -> str:
+    """The test database as a URL another process can open (committed data only)."""
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{Path(db['NAME']).resolve()}"
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    return f"postgres://{db['USER']}{password}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+class IngestProcess:
+    """``manage.py run_ingest`` in a process of its own, on the test database."""
+
+    def __init__(self, stream: RedisStream, name: str, log: Path):
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "config.settings_test",
+            "DATABASE_URL": database_url(),
+            "LOG_LEVEL": "INFO",
+        }
+        command = [sys.executable, "manage.py", "run_ingest", "--url", stream.url, "--prefix", stream.prefix]
+        command += ["--name", name, "--lease-s", "1"]
+        self.log = log.open("w")
+        self.process = subprocess.Popen(command, cwd=BASE_DIR, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def stop(self, signum: int = signal.SIGTERM) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signum)
+        code = self.process.wait(15)
+        self.log.close()
+        return code
+
+
+def submit_as_a_device(stream: RedisStream, gateway, seq: int) -> str:
+    """Send until acknowledged, as a gateway does after a 503."""
+    for _ in range(5):
+        try:
+            return stream.submit(gateway, frames(seq), "HTTP").receipts[0].status
+        except Busy:
+            continue
+    raise AssertionError(f"frame {seq} never acknowledged")
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.services
+def test_it_counts_every_acknowledged_frame_once_when_a_worker_process_is_killed(redis_stream, tmp_path):
+    """``kill -9`` of a ``run_ingest`` process mid-stream, a second one finishes: every frame
+    acknowledged to the device is counted once, the registers hold the energy of the frames sent."""
+    location, _ = make_location()
+    gateway = Gateway.objects.get(location=location)
+    redis_stream.shards = 16  # as run_ingest reads INGEST_SHARDS (default 16)
+    lease = redis_stream.lease_key(shard_of("PB-T", 16))
+    first = IngestProcess(redis_stream, "first", tmp_path / "first.log")
+    second = None
+    try:
+        wait_for(lambda: redis_stream.redis.get(lease) == b"first", timeout_s=30)
+        statuses = [submit_as_a_device(redis_stream, gateway, seq) for seq in range(1, 11)]
+        in_flight = [redis_stream._send(gateway, frames(seq), "HTTP", None) for seq in range(11, 31)]
+        wait_for(lambda: in_flight[0].done())  # the worker is in the middle of them: kill it
+        assert first.stop(signal.SIGKILL) == -signal.SIGKILL
+        second = IngestProcess(redis_stream, "second", tmp_path / "second.log")
+        for seq, future in zip(range(11, 31), in_flight):
+            try:
+                statuses.append(future.result(redis_stream.reply_timeout_s)["accepted"][0]["status"])
+            except TimeoutError:  # not answered in time: the device sends it again
+                statuses.append(submit_as_a_device(redis_stream, gateway, seq))
+        statuses += [submit_as_a_device(redis_stream, gateway, seq) for seq in range(31, 41)]
+        assert second.stop() == 0
+    finally:
+        for worker in (first, second):
+            if worker is not None and worker.process.poll() is None:
+                worker.stop(signal.SIGKILL)
+    assert redis_stream.redis.get(lease) is None  # the second one gave its leases up on SIGTERM
+    assert set(statuses) <= {"ok", "duplicate"}
+    state = PowerBoxState.objects.get()
+    assert (state.frames, state.gaps) == (40, 0)
+    assert state.duplicates == statuses.count("duplicate")
+    assert_counted_once(state, 40, takeovers=1)
+    assert "took over" in (tmp_path / "second.log").read_text()  # the first one died with entries read
