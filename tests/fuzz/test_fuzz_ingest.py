@@ -121,7 +121,7 @@ def test_it_accepts_the_unbroken_frames_the_fuzzing_starts_from(houses):
 
 
 @pytest.mark.django_db
-@settings(max_examples=budget(150))
+@settings(max_examples=budget(300))
 @given(case=json_case, who=TOKENS)
 @example(case=Case(b"[NaN]", "NaN literal", True), who="T")
 @example(case=Case(dumps({**frame_doc(), "seq": 2**53}), "seq 2**53", True), who="T")
@@ -174,7 +174,7 @@ def mqtt_envelope(case: Case, token: str | None, shape: str) -> tuple[bytes, boo
 
 
 @pytest.mark.django_db
-@settings(max_examples=budget(80))
+@settings(max_examples=budget(150))
 @given(case=json_case, topic=st.sampled_from(TOPICS), who=TOKENS, shape=st.sampled_from(("frames", "frame", "inline")))
 def test_it_answers_every_hostile_mqtt_message_with_an_error_reply_and_changes_nothing(houses, case, topic, who, shape):
     from metering.mqtt import handle_message
@@ -285,14 +285,14 @@ def text_message(case: Case) -> tuple[dict, int, Case]:
 
 
 @pytest.mark.django_db(transaction=True)
-@settings(max_examples=budget(60))
+@settings(max_examples=budget(80))
 @given(cases=st.lists(json_case, min_size=1, max_size=3))
 def test_it_answers_every_hostile_json_message_on_the_socket_with_an_error_and_changes_nothing(houses, cases):
     check_socket(houses, [text_message(case) for case in cases])
 
 
 @pytest.mark.django_db(transaction=True)
-@settings(max_examples=budget(100))
+@settings(max_examples=budget(150))
 @given(cases=st.lists(binary_case(), min_size=1, max_size=3))
 @example(cases=[Case(binary_frame()[:-1], "one byte short", True)])
 def test_it_answers_every_hostile_binary_message_on_the_socket_with_an_error_and_changes_nothing(houses, cases):

@@ -34,7 +34,7 @@ def test_it_imports_the_unbroken_demo_file_the_fuzzing_starts_from(neighbour):
     assert result.created and result.gateway_token
 
 
-@settings(max_examples=budget(150))
+@settings(max_examples=budget(250))
 @given(change=installation_doc())
 @example(
     change=(
