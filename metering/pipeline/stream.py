@@ -292,6 +292,10 @@ class RedisStream:
                 raise
         self._groups.add(shard)
 
+    def forget_groups(self) -> None:
+        """Create the groups again before their next use (after Redis lost them)."""
+        self._groups.clear()
+
     # -- web side
 
     def submit(
@@ -347,6 +351,7 @@ class RedisStream:
             added = self._add(keys=[self.key(shard)], args=args)
         except BaseException:
             self._forget(future)
+            self.forget_groups()
             raise
         if added[0] == 0:
             self._forget(future)
@@ -434,7 +439,10 @@ class RedisStream:
     # -- worker side: leases
 
     def take_lease(self, shard: int, owner: str, ttl_ms: int) -> bool:
-        return bool(self.redis.set(self.lease_key(shard), owner, nx=True, px=ttl_ms))
+        """Lease a free shard, or keep one that is still ours (after a lost connection)."""
+        if self.redis.set(self.lease_key(shard), owner, nx=True, px=ttl_ms):
+            return True
+        return self.renew_lease(shard, owner, ttl_ms)
 
     def renew_lease(self, shard: int, owner: str, ttl_ms: int) -> bool:
         return bool(self._renew(keys=[self.lease_key(shard)], args=[owner, ttl_ms]))

@@ -99,6 +99,7 @@ class Worker:
                 except redis.RedisError as exc:
                     log.warning("ingest worker %s: Redis: %s; retrying in %.1f s", self.name, exc, backoff_s)
                     self._lost_all()
+                    self.stream.forget_groups()  # a Redis restarted without its data lost them
                     stop.wait(backoff_s)
                     backoff_s = min(backoff_s * 2, MAX_BACKOFF_S)
                 except (OperationalError, InterfaceError) as exc:

@@ -440,3 +440,55 @@ def test_it_counts_every_acknowledged_frame_once_when_a_worker_process_is_killed
     assert state.duplicates == statuses.count("duplicate")
     assert_counted_once(state, 40, takeovers=1)
     assert "took over" in (tmp_path / "second.log").read_text()  # the first one died with entries read
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.services
+def test_it_processes_a_frame_again_after_the_database_failed(redis_stream, workers, monkeypatch):
+    from django.db import OperationalError
+
+    from metering.pipeline import worker as worker_module
+
+    location, _ = make_location()
+    gateway = Gateway.objects.get(location=location)
+    failures = []
+
+    def flaky(entry):
+        if not failures:
+            failures.append(entry.rid)
+            raise OperationalError("server closed the connection unexpectedly")
+        return process(entry)
+
+    monkeypatch.setattr(worker_module, "process", flaky)
+    waiting = [redis_stream._send(gateway, frames(seq), "HTTP", None) for seq in (1, 2, 3)]
+    workers("w1")
+    assert [answer["accepted"][0] for answer in results(waiting)] == [
+        {"seq": seq, "status": "ok"} for seq in (1, 2, 3)
+    ]  # the first one again, and in order
+    assert len(failures) == 1
+    state = PowerBoxState.objects.get()
+    assert (state.frames, state.duplicates, state.gaps) == (3, 0, 0)
+
+
+@pytest.mark.services
+def test_it_takes_its_own_leases_back_after_losing_redis(redis_stream):
+    worker = Worker(redis_stream, name="w1", lease_s=5)
+    worker.tick()
+    assert set(worker.owned) == {0, 1, 2, 3}
+    worker._lost_all()  # as after a redis.ConnectionError: its leases are still in Redis
+    worker.tick()
+    assert set(worker.owned) == {0, 1, 2, 3}
+    assert not redis_stream.take_lease(0, "w2", 5000)  # still w1's
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.services
+def test_it_goes_on_after_redis_lost_its_streams(redis_stream, workers):
+    """As after a Redis restart without persistence: streams and groups are gone."""
+    location, _ = make_location()
+    gateway = Gateway.objects.get(location=location)
+    workers("w1")
+    assert redis_stream.submit(gateway, frames(1), "HTTP").receipts[0].status == "ok"
+    redis_stream.redis.delete(*(redis_stream.key(shard) for shard in range(4)))
+    assert redis_stream.submit(gateway, frames(2), "HTTP").receipts[0].status == "ok"
+    assert PowerBoxState.objects.get().frames == 2
