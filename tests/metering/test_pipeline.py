@@ -60,6 +60,16 @@ def assert_counted_once(state: PowerBoxState, n_frames: int, takeovers: int = 0)
         assert state.registers["load"][load][0] == pytest.approx(expected_wh, abs=tolerance_wh), load
 
 
+@pytest.fixture(autouse=True)
+def no_pushes_left():
+    """Card pushes a worker deferred (coalescing) must not fire after the test's database is gone."""
+    from dashboard import broadcast
+
+    broadcast.reset()
+    yield
+    broadcast.reset()
+
+
 # ------------------------------------------------------------------------------ pure parts
 
 
