@@ -216,3 +216,48 @@ def test_it_fills_rollups_when_history_is_backfilled():
     history.backfill(location, rows)
     assert_rollups_match(location, date(2026, 10, 24), date(2026, 10, 27))
     assert LocationEnergyDay.objects.get(day=date(2026, 10, 25)).buckets == 300
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_keeps_the_rollups_of_concurrent_writers_of_one_location_whole():
+    """Two ingest transactions write two buckets of one hour: the second waits for the first
+    (PostgreSQL advisory lock), so its recomputation includes the first's bucket."""
+    import threading
+
+    from django.db import connection, connections, transaction
+
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite has one writer at a time")
+    location = location_in("Europe/Brussels")
+    setup = setup_of(location)
+    noon = datetime(2026, 6, 1, 12, tzinfo=BRUSSELS).timestamp()
+    first_wrote, may_commit = threading.Event(), threading.Event()
+
+    def first() -> None:
+        try:
+            with transaction.atomic():
+                write_bucket(setup, {"start": noon, "location": {"consumption_wh": 10.0, "seconds": 300.0}})
+                first_wrote.set()
+                may_commit.wait(10)
+        finally:
+            connections.close_all()
+
+    def second() -> None:
+        try:
+            with transaction.atomic():
+                write_bucket(setup, {"start": noon + 300, "location": {"consumption_wh": 20.0, "seconds": 300.0}})
+        finally:
+            connections.close_all()
+
+    one = threading.Thread(target=first)
+    one.start()
+    assert first_wrote.wait(10)
+    two = threading.Thread(target=second)
+    two.start()
+    two.join(0.5)
+    assert two.is_alive()  # waiting for the first writer's lock
+    may_commit.set()
+    one.join(10), two.join(10)
+    hour = LocationEnergyHour.objects.get(location=location)
+    assert (hour.consumption_wh, hour.buckets) == (30.0, 2)
+    assert LocationEnergyMonth.objects.get(location=location).consumption_wh == 30.0
