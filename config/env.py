@@ -29,6 +29,44 @@ def env_bool(name: str, default: bool) -> bool:
     raise ImproperSetting(f"{name}={raw!r} is not a boolean; use one of 1/0, true/false, yes/no, on/off")
 
 
+def env_int(name: str, default: int, minimum: int = 1) -> int:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        value = minimum - 1
+    if value < minimum:
+        raise ImproperSetting(f"{name}={raw!r} is not a whole number of {minimum} or more")
+    return value
+
+
+def env_seconds(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ImproperSetting(f"{name}={raw!r} is not a whole number of seconds (0 or more)")
+    return value
+
+
+def env_proxy_ssl_header(name: str) -> tuple[str, str] | None:
+    """``X-Forwarded-Proto: https`` (the header a TLS-terminating proxy sets) as Django wants it."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    header, sep, value = raw.partition(":")
+    header, value = header.strip(), value.strip()
+    if not sep or not header or not value or " " in header:
+        raise ImproperSetting(f"{name}={raw!r} must look like 'X-Forwarded-Proto: https'")
+    return "HTTP_" + header.upper().replace("-", "_"), value
+
+
 def env_list(name: str, default: list[str]) -> list[str]:
     raw = os.environ.get(name)
     if raw is None:

@@ -11,7 +11,16 @@ from pathlib import Path
 
 import dj_database_url
 
-from config.env import ImproperSetting, env_bool, env_list, env_timezone, env_url
+from config.env import (
+    ImproperSetting,
+    env_bool,
+    env_int,
+    env_list,
+    env_proxy_ssl_header,
+    env_seconds,
+    env_timezone,
+    env_url,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("VAR_DIR", BASE_DIR / "var"))
@@ -28,43 +37,18 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"] if
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
 
-def _env_seconds(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise ImproperSetting(f"{name}={raw!r} is not a whole number of seconds (0 or more)")
-    return value
-
-
-def _env_proxy_ssl_header(name: str) -> tuple[str, str] | None:
-    """``X-Forwarded-Proto: https`` (the header a TLS-terminating proxy sets) as Django wants it."""
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return None
-    header, sep, value = raw.partition(":")
-    header, value = header.strip(), value.strip()
-    if not sep or not header or not value or " " in header:
-        raise ImproperSetting(f"{name}={raw!r} must look like 'X-Forwarded-Proto: https'")
-    return "HTTP_" + header.upper().replace("-", "_"), value
-
-
 # HTTPS (docs/security.md, "Deployment"): on unless DEBUG, each can be set from the environment.
 # Behind a proxy that terminates TLS, set SECURE_PROXY_SSL_HEADER to the header it sets (and
 # make sure it overwrites that header from clients), or SSL redirects loop.
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", default=not DEBUG)
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", default=not DEBUG)
 CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", default=not DEBUG)
-SECURE_HSTS_SECONDS = _env_seconds("SECURE_HSTS_SECONDS", 0 if DEBUG else 365 * 24 * 3600)
+SECURE_HSTS_SECONDS = env_seconds("SECURE_HSTS_SECONDS", 0 if DEBUG else 365 * 24 * 3600)
 # Sub-domains and preloading commit more than this server: off unless asked for. check --deploy
 # would warn about them (W005, W021) for as long as they are off; that is this decision.
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", default=False)
-SECURE_PROXY_SSL_HEADER = _env_proxy_ssl_header("SECURE_PROXY_SSL_HEADER")
+SECURE_PROXY_SSL_HEADER = env_proxy_ssl_header("SECURE_PROXY_SSL_HEADER")
 SILENCED_SYSTEM_CHECKS = [
     check
     for check, on in (("security.W005", SECURE_HSTS_INCLUDE_SUBDOMAINS), ("security.W021", SECURE_HSTS_PRELOAD))
@@ -192,6 +176,21 @@ MQTT_URL = env_url("MQTT_URL", {"mqtt", "mqtts"})
 # and makes another wait in growing sleeps (its busy handler: 1, 2, 5, 10 ms...), so one thread;
 # on PostgreSQL the commits of different Power Boxes overlap.
 INGEST_THREADS = 1 if DATABASES["default"]["ENGINE"].endswith("sqlite3") else 2
+
+# The ingest stream (metering.pipeline, docs/deploy.md). With Redis, web processes check a frame
+# and hand it to the `manage.py run_ingest` workers, which meter and store it and render the
+# cards; without (the embedded default), the web process does it all itself, on the same code
+# path. INGEST_STREAM_URL defaults to REDIS_URL; set it empty to keep metering in the web process.
+INGEST_STREAM_URL = (
+    env_url("INGEST_STREAM_URL", {"redis", "rediss"}) if "INGEST_STREAM_URL" in os.environ else REDIS_URL
+)
+INGEST_SHARDS = env_int("INGEST_SHARDS", 16)
+INGEST_PREFIX = os.environ.get("INGEST_PREFIX", "ingest")  # of the stream's Redis keys
+INGEST_REPLY_TIMEOUT_S = env_seconds("INGEST_REPLY_TIMEOUT_S", 10)  # then 503: the device sends again
+if INGEST_STREAM_URL:
+    # The ingest threads of a web process then only check frames and wait for the workers'
+    # answers: mostly waiting, so more of them (each keeps a database connection).
+    INGEST_THREADS = 16
 
 # Sample frames are large (a 1 s, 31-channel JSON frame is about 2 MB); ingest enforces its own limit.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 16 * 1024 * 1024

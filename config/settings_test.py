@@ -22,3 +22,6 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
 # checks the production defaults).
 SECURE_SSL_REDIRECT = False
 SECURE_HSTS_SECONDS = 0
+# Transports meter in the test's own thread, also when REDIS_URL is set: the ingest stream and its
+# workers are tested on their own (tests/metering/test_pipeline.py, test_multiprocess.py).
+INGEST_STREAM_URL = None

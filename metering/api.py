@@ -23,7 +23,8 @@ from devices.models import Event, Gateway, Location
 from metering import commands, live
 from metering.auth import gateway_for
 from metering.frames import MAX_FRAME_BYTES, FrameError, parse_frames
-from metering.ingest import IngestError, ingest_frames
+from metering.ingest import record_invalid_frame
+from metering.pipeline.stream import Busy, Refused, stream
 
 log = logging.getLogger(__name__)
 
@@ -38,18 +39,15 @@ def unauthorized() -> JsonResponse:
     return response
 
 
+def busy_response(busy: Busy) -> JsonResponse:
+    """503 with ``Retry-After``: the ingest stream is behind or no worker answered in time."""
+    response = error(busy.message, None, busy.status)
+    response["Retry-After"] = str(busy.retry_after_s)
+    return response
+
+
 def too_large(size: int) -> JsonResponse:
     return error(f"frame too large: {size} bytes, limit {MAX_FRAME_BYTES}", None, 413)
-
-
-def record_invalid_frame(gateway: Gateway, problem: FrameError, transport: str) -> None:
-    Event.objects.create(
-        location_id=gateway.location_id,
-        kind=Event.INVALID_FRAME,
-        module=gateway.serial,
-        message=f"Invalid frame over {transport} refused: {problem.message}",
-        data={"error": problem.message, "field": problem.field, "transport": transport},
-    )
 
 
 @functools.cache  # one wrapper per function, built at its first frame rather than every frame
@@ -101,13 +99,16 @@ def receive_http_frames(request: HttpRequest) -> JsonResponse:
     if int(length) > MAX_FRAME_BYTES:  # served by config.server, the ingest gate answered already
         return too_large(int(length))
     try:
-        outcome = ingest_frames(gateway, parse_frames(request.body))
-    except IngestError as problem:
-        record_invalid_frame(gateway, problem, "HTTP")
-        return error(problem.message, problem.field, problem.status)
+        frames = parse_frames(request.body)
     except FrameError as problem:
         record_invalid_frame(gateway, problem, "HTTP")
         return error(problem.message, problem.field, problem.status)
+    try:
+        outcome = stream().submit(gateway, frames, "HTTP")
+    except Refused as problem:  # recorded where it was refused
+        return error(problem.message, problem.field, problem.status)
+    except Busy as busy:
+        return busy_response(busy)
     return JsonResponse(
         {"accepted": [r.as_dict() for r in outcome.receipts], "commands": commands.pending_for(gateway)}
     )

@@ -7,10 +7,11 @@ from channels.db import database_sync_to_async
 
 from config.consumers import WithoutConnectionHop
 from metering import commands
-from metering.api import on_ingest_threads, record_invalid_frame
+from metering.api import on_ingest_threads
 from metering.auth import gateway_for, token_hash_for, token_is_current
 from metering.frames import FrameError, decode_binary, frame_from_dict, parse_json
-from metering.ingest import ingest_frames
+from metering.ingest import record_invalid_frame
+from metering.pipeline.stream import Busy, Refused, stream
 
 TOKEN_REFUSED = {"type": "error", "error": "gateway token rotated or revoked", "field": "Authorization", "seq": None}
 
@@ -30,18 +31,12 @@ def receive_frames(gateway, token_hash: str, text_data: str | None, bytes_data: 
                 return [acknowledge(gateway, docs[0])]
             frames = [frame_from_dict(doc) for doc in docs]
         seq = frames[0].seq if len(frames) == 1 else None
-        outcome = ingest_frames(gateway, frames)
+        outcome = stream().submit(gateway, frames, "WebSocket", binary=bytes_data)
+    except (Refused, Busy) as problem:  # a refusal is recorded where it was refused
+        return [{"type": "error", **problem.as_dict(), "seq": seq, "status": problem.status}]
     except FrameError as problem:
         record_invalid_frame(gateway, problem, "WebSocket")
-        return [
-            {
-                "type": "error",
-                "error": problem.message,
-                "field": problem.field,
-                "seq": seq,
-                "status": problem.status,
-            }
-        ]
+        return [{"type": "error", **problem.as_dict(), "seq": seq, "status": problem.status}]
     return [{"type": "ack", **receipt.as_dict()} for receipt in outcome.receipts]
 
 

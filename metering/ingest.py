@@ -81,6 +81,17 @@ class IngestError(FrameError):
         self.status = status
 
 
+def record_invalid_frame(gateway: Gateway, problem: FrameError, transport: str) -> None:
+    """The trace of a refused frame on its location's events, whatever refused it."""
+    Event.objects.create(
+        location_id=gateway.location_id,
+        kind=Event.INVALID_FRAME,
+        module=gateway.serial,
+        message=f"Invalid frame over {transport} refused: {problem.message}",
+        data={"error": problem.message, "field": problem.field, "transport": transport},
+    )
+
+
 # Leftover samples per Power Box, valid only for the frame that follows them.
 _carries: dict[int, tuple[int, MeterConfig, Carry]] = {}
 _carry_lock = threading.Lock()

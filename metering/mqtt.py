@@ -29,9 +29,9 @@ from paho.mqtt.properties import Properties
 
 from devices.models import Event, Gateway, hash_token
 from metering import commands
-from metering.api import record_invalid_frame
 from metering.frames import MAX_FRAME_BYTES, MAX_FRAMES_PER_BODY, FrameError, FrameTooLarge, frame_from_dict
-from metering.ingest import ingest_frames
+from metering.ingest import record_invalid_frame
+from metering.pipeline.stream import Busy, Refused, stream
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,9 @@ def handle_message(topic: str, payload: bytes) -> dict:
     serial, kind = parts[1], parts[2]
     gateway = Gateway.objects.select_related("location").filter(serial=serial).first()
     if len(payload) > MAX_FRAME_BYTES:
-        return _refuse(gateway, serial, FrameTooLarge(f"frame too large: {len(payload)} bytes, limit {MAX_FRAME_BYTES}"))
+        return _refuse(
+            gateway, serial, FrameTooLarge(f"frame too large: {len(payload)} bytes, limit {MAX_FRAME_BYTES}")
+        )
     try:
         envelope = orjson.loads(payload)
     except orjson.JSONDecodeError as exc:
@@ -88,8 +90,15 @@ def handle_message(topic: str, payload: bytes) -> dict:
     if not isinstance(envelope, dict):
         return _refuse(gateway, serial, FrameError("an MQTT message is a JSON object with 'token' and 'frames'"))
     token = envelope.get("token")
-    if gateway is None or not isinstance(token, str) or not gateway.token_hash or hash_token(token) != gateway.token_hash:
-        return _refuse(gateway, serial, FrameError(f"missing or invalid gateway token for {serial}", "token"), unauthenticated=True)
+    if (
+        gateway is None
+        or not isinstance(token, str)
+        or not gateway.token_hash
+        or hash_token(token) != gateway.token_hash
+    ):
+        return _refuse(
+            gateway, serial, FrameError(f"missing or invalid gateway token for {serial}", "token"), unauthenticated=True
+        )
     try:
         if kind == "acks":
             relay = commands.acknowledge(gateway, envelope)
@@ -106,7 +115,12 @@ def handle_message(topic: str, payload: bytes) -> dict:
             except FrameError as problem:
                 problem.field = f"frames[{index}].{problem.field}" if problem.field else f"frames[{index}]"
                 raise
-        outcome = ingest_frames(gateway, frames)
+        outcome = stream().submit(gateway, frames, "MQTT")
+    except Busy as busy:
+        log.warning("MQTT message for gateway %s not taken: %s", serial, busy.message)
+        return {"type": "error", **busy.as_dict(), "status": busy.status}
+    except Refused as problem:  # recorded where it was refused
+        return {"type": "error", **problem.as_dict()}
     except commands.CommandError as problem:
         return _refuse(gateway, serial, FrameError(str(problem), "relay"))
     except FrameError as problem:
@@ -119,8 +133,11 @@ def _refuse(gateway: Gateway | None, serial: str, problem: FrameError, unauthent
     if gateway is not None:
         if unauthenticated:
             Event.objects.create(
-                location_id=gateway.location_id, kind=Event.INVALID_FRAME, module=serial,
-                message=f"MQTT message refused: {problem.message}", data=problem.as_dict() | {"transport": "MQTT"},
+                location_id=gateway.location_id,
+                kind=Event.INVALID_FRAME,
+                module=serial,
+                message=f"MQTT message refused: {problem.message}",
+                data=problem.as_dict() | {"transport": "MQTT"},
             )
         else:
             record_invalid_frame(gateway, problem, "MQTT")

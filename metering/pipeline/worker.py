@@ -25,9 +25,8 @@ import redis
 from django.db import InterfaceError, OperationalError, close_old_connections, connection
 
 from devices.models import Gateway
-from metering.api import record_invalid_frame
 from metering.frames import FrameError, decode_binary
-from metering.ingest import ingest_frames
+from metering.ingest import ingest_frames, record_invalid_frame
 from metering.pipeline.stream import Entry, RedisStream, entry_from, worker_name
 
 log = logging.getLogger(__name__)
