@@ -311,7 +311,9 @@ class _Writer:
         wanted += [(spec, CtModule.SOLID_CORE) for spec in self.doc.get("solid_core_cts", [])]
         existing = {m.serial: m for m in CtModule.objects.filter(powerbox=powerbox)}
         self.remove_unlisted(
-            existing, {spec["serial"] for spec, _kind in wanted}, lambda m: f"{rules.CT_MODULE_LABELS[m.kind]} {m.serial}"
+            existing,
+            {spec["serial"] for spec, _kind in wanted},
+            lambda m: f"{rules.CT_MODULE_LABELS[m.kind]} {m.serial}",
         )
         for position, (spec, kind) in enumerate(wanted, start=1):
             serial = spec["serial"]

@@ -19,7 +19,7 @@ from django.shortcuts import get_object_or_404
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from devices.models import Event, Gateway, Location
+from devices.models import Location
 from metering import commands, live
 from metering.auth import gateway_for
 from metering.frames import MAX_FRAME_BYTES, FrameError, parse_frames

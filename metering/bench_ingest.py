@@ -63,7 +63,8 @@ def reference_frame(seq: int = 1, t: float = T0) -> dict:
     w = 2 * np.pi * 50.0
     shifts = {"L1": 0.0, "L2": -2 * np.pi / 3, "L3": 2 * np.pi / 3}
     voltages = {
-        p: (325 * np.sin(w * time_s + s) + 6 * np.sin(3 * (w * time_s + s))).round(2).tolist() for p, s in shifts.items()
+        p: (325 * np.sin(w * time_s + s) + 6 * np.sin(3 * (w * time_s + s))).round(2).tolist()
+        for p, s in shifts.items()
     }
     installation = reference_installation()
     currents = {}
@@ -117,7 +118,12 @@ def free_port() -> int:
 
 # The benchmarks run production settings over plain HTTP on loopback: no redirect to HTTPS
 # and cookies that travel without TLS.
-PLAIN_HTTP = {"SECURE_SSL_REDIRECT": "0", "SESSION_COOKIE_SECURE": "0", "CSRF_COOKIE_SECURE": "0", "SECURE_HSTS_SECONDS": "0"}
+PLAIN_HTTP = {
+    "SECURE_SSL_REDIRECT": "0",
+    "SESSION_COOKIE_SECURE": "0",
+    "CSRF_COOKIE_SECURE": "0",
+    "SECURE_HSTS_SECONDS": "0",
+}
 
 
 def setup_django(var_dir: str, services: bool) -> None:
@@ -147,7 +153,10 @@ def install() -> tuple[int, str]:
 def start_server(port: int) -> subprocess.Popen:
     server = subprocess.Popen(
         [sys.executable, "-m", "config.server", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
-        cwd=REPO, env=os.environ.copy(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        cwd=REPO,
+        env=os.environ.copy(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -160,7 +169,9 @@ def start_server(port: int) -> subprocess.Popen:
     raise SystemExit("daphne did not start: " + server.stderr.read().decode()[-2000:])
 
 
-def http_rate(port: int, token: str, frames: JsonFrames, seconds: float, start_seq: int, clients: int = 2) -> tuple[float, int, int]:
+def http_rate(
+    port: int, token: str, frames: JsonFrames, seconds: float, start_seq: int, clients: int = 2
+) -> tuple[float, int, int]:
     """Frames per second over HTTP with ``clients`` keep-alive connections; (rate, ok, failed)."""
     lock = threading.Lock()
     counters = {"seq": start_seq, "ok": 0, "failed": 0}
@@ -190,15 +201,19 @@ def http_rate(port: int, token: str, frames: JsonFrames, seconds: float, start_s
     return counters["ok"] / elapsed, counters["ok"], counters["failed"]
 
 
-async def ws_rate(port: int, token: str, frames: BinaryFrames, seconds: float, start_seq: int, window: int = 8) -> tuple[float, int, int]:
+async def ws_rate(
+    port: int, token: str, frames: BinaryFrames, seconds: float, start_seq: int, window: int = 8
+) -> tuple[float, int, int]:
     import orjson
     import websockets
 
     ok = failed = 0
     seq = start_seq
     async with websockets.connect(
-        f"ws://127.0.0.1:{port}/ws/ingest/", additional_headers={"Authorization": f"Bearer {token}"},
-        max_size=None, compression=None,
+        f"ws://127.0.0.1:{port}/ws/ingest/",
+        additional_headers={"Authorization": f"Bearer {token}"},
+        max_size=None,
+        compression=None,
     ) as socket_:
         in_flight = 0
         started = time.monotonic()
@@ -262,8 +277,10 @@ def main(argv: list[str] | None = None) -> None:
         from django.conf import settings
 
         location_id, token = install()
-        print(f"database: {settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]}, "
-              f"channel layer: {settings.CHANNEL_LAYERS['default']['BACKEND'].rsplit('.', 1)[-1]}")
+        print(
+            f"database: {settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]}, "
+            f"channel layer: {settings.CHANNEL_LAYERS['default']['BACKEND'].rsplit('.', 1)[-1]}"
+        )
         print(f"reference frame: 3 voltages + {HUBS * 4} CTs, {FS_HZ} Hz, 1 s")
         json_frames, binary_frames = JsonFrames(), BinaryFrames()
         print(f"  JSON {len(json_frames.body) / 1e6:.2f} MB, binary {len(binary_frames.body) / 1e6:.2f} MB")
@@ -274,7 +291,9 @@ def main(argv: list[str] | None = None) -> None:
             print(f"  {name:<30} {ms:7.2f} ms")
         json_pipeline = stages["decode JSON"] + stages["compute"] + stages["store (ingest minus compute)"]
         binary_pipeline = stages["decode binary"] + stages["compute"] + stages["store (ingest minus compute)"]
-        print(f"  => pipeline alone: JSON {1000 / json_pipeline:6.0f} frames/s, binary {1000 / binary_pipeline:6.0f} frames/s")
+        print(
+            f"  => pipeline alone: JSON {1000 / json_pipeline:6.0f} frames/s, binary {1000 / binary_pipeline:6.0f} frames/s"
+        )
 
         port = free_port()
         server = start_server(port)
@@ -282,9 +301,13 @@ def main(argv: list[str] | None = None) -> None:
             base, _, _ = http_rate(port, "wrong-token", json_frames, args.seconds / 2, 0)
             print(f"HTTP baseline (same JSON bodies, refused token):   {base:7.1f} requests/s")
             rate, ok, failed = http_rate(port, token, json_frames, args.seconds, 100)
-            print(f"HTTP JSON ingest end to end:                        {rate:7.1f} frames/s ({ok} stored, {failed} failed; target >= 30)")
+            print(
+                f"HTTP JSON ingest end to end:                        {rate:7.1f} frames/s ({ok} stored, {failed} failed; target >= 30)"
+            )
             rate, ok, failed = asyncio.run(ws_rate(port, token, binary_frames, args.seconds, 100_000))
-            print(f"WebSocket binary ingest end to end:                 {rate:7.1f} frames/s ({ok} stored, {failed} failed; target >= 300)")
+            print(
+                f"WebSocket binary ingest end to end:                 {rate:7.1f} frames/s ({ok} stored, {failed} failed; target >= 300)"
+            )
         finally:
             server.terminate()
             server.wait(10)

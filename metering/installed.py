@@ -203,6 +203,18 @@ def _forget_on_change(sender, instance, **kwargs) -> None:
     forget()
 
 
-for _model in (Location, Gateway, PowerBox, CtModule, CtInput, InputModule, DigitalInput, OutputModule, Relay, Load, LoadCt):
+for _model in (
+    Location,
+    Gateway,
+    PowerBox,
+    CtModule,
+    CtInput,
+    InputModule,
+    DigitalInput,
+    OutputModule,
+    Relay,
+    Load,
+    LoadCt,
+):
     post_save.connect(_forget_on_change, sender=_model, dispatch_uid=f"installed-forget-save-{_model.__name__}")
     post_delete.connect(_forget_on_change, sender=_model, dispatch_uid=f"installed-forget-delete-{_model.__name__}")

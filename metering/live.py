@@ -37,7 +37,9 @@ def _r(value: float | None, digits: int) -> float | None:
     return None if value is None else round(float(value), digits)
 
 
-def build(setup: Installed, frame: SampleFrame, result: FrameResult, input_states: dict, findings: list | None = None) -> dict:
+def build(
+    setup: Installed, frame: SampleFrame, result: FrameResult, input_states: dict, findings: list | None = None
+) -> dict:
     findings = findings or []
     loads = []
     for load in result.loads:

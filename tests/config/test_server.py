@@ -10,10 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
-
-from config.management.commands.runserver import Command as Runserver
 from daphne.server import Server
 
+from config.management.commands.runserver import Command as Runserver
 from config.server import GC_THRESHOLDS, InfinityServer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,7 +29,9 @@ def server_port():
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "config.server", "-b", "127.0.0.1", "-p", str(port), "tests.config.body_echo_asgi:app"],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     deadline = time.monotonic() + 20
     while True:

@@ -58,7 +58,12 @@ def test_it_gives_a_fall_back_day_25_hours():
 def test_it_cuts_days_at_local_midnight_not_utc():
     location, _ = make_location()
     # 23:00–01:00 local on 1–2 July is 21:00–23:00 UTC: all of it belongs to two local days.
-    fill(location, datetime(2026, 7, 1, 23, tzinfo=BRUSSELS), datetime(2026, 7, 2, 1, tzinfo=BRUSSELS), consumption_wh=5.0)
+    fill(
+        location,
+        datetime(2026, 7, 1, 23, tzinfo=BRUSSELS),
+        datetime(2026, 7, 2, 1, tzinfo=BRUSSELS),
+        consumption_wh=5.0,
+    )
     daily = series(location, datetime(2026, 7, 1, tzinfo=BRUSSELS), datetime(2026, 7, 3, tzinfo=BRUSSELS), "day")
     assert list(daily["consumption_wh"]) == [60.0, 60.0]
 
@@ -82,9 +87,14 @@ def test_it_derives_self_consumption_self_sufficiency_and_always_on():
     # Night: 200 W from the grid. Noon: 3 kW solar, 1 kW used, 2 kW exported.
     fill(location, day, day + timedelta(hours=1), consumption_wh=200 / 12, grid_import_wh=200 / 12)
     fill(
-        location, day + timedelta(hours=12), day + timedelta(hours=13),
-        consumption_wh=1000 / 12, solar_wh=3000 / 12, grid_export_wh=2000 / 12,
-        self_consumption_wh=1000 / 12, self_supplied_wh=1000 / 12,
+        location,
+        day + timedelta(hours=12),
+        day + timedelta(hours=13),
+        consumption_wh=1000 / 12,
+        solar_wh=3000 / 12,
+        grid_export_wh=2000 / 12,
+        self_consumption_wh=1000 / 12,
+        self_supplied_wh=1000 / 12,
     )
     summary = summarise(location_buckets(location, day, day + timedelta(days=1)))
     assert summary.consumption_wh == pytest.approx(1200)

@@ -114,7 +114,9 @@ def test_it_forwards_relay_commands_and_applies_the_devices_acknowledgement(hous
         await db(request_relay, relay, True, 15, owner)
         command = await receive(communicator)
         await communicator.send_to(
-            text_data=orjson.dumps({"type": "ack", "command": command["id"], "relay": command["relay"], "on": True}).decode()
+            text_data=orjson.dumps(
+                {"type": "ack", "command": command["id"], "relay": command["relay"], "on": True}
+            ).decode()
         )
         reply = await receive(communicator)
         await communicator.disconnect()

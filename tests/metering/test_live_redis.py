@@ -32,7 +32,9 @@ def redis_settings(settings, redis_url):
 def test_it_keeps_live_values_in_redis_where_another_process_reads_them(client, owner, redis_settings):
     location, token = make_location(members={owner: "owner"})
     response = client.post(
-        "/api/v1/ingest/frames", orjson.dumps(star_frame()), content_type="application/json",
+        "/api/v1/ingest/frames",
+        orjson.dumps(star_frame()),
+        content_type="application/json",
         HTTP_AUTHORIZATION=f"Bearer {token}",
     )
     assert response.status_code == 200
@@ -57,7 +59,9 @@ def test_it_sends_relay_commands_to_a_device_socket_through_the_redis_layer(redi
     relay = location.output_modules.get().relays.get(number="1")
 
     async def run():
-        device = WebsocketCommunicator(application, "/ws/ingest/", headers=[(b"authorization", f"Bearer {token}".encode())])
+        device = WebsocketCommunicator(
+            application, "/ws/ingest/", headers=[(b"authorization", f"Bearer {token}".encode())]
+        )
         connected, _ = await device.connect(timeout=10)
         assert connected
         from asgiref.sync import sync_to_async

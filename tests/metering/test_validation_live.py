@@ -27,7 +27,9 @@ def stream(client, token, heat_pump_phase: str, frames: int = 24):
     """A house whose heat pump (CT D, configured on L1) really runs on ``heat_pump_phase``."""
     for frame in heat_pump_frames(heat_pump_phase, frames):
         response = client.post(
-            "/api/v1/ingest/frames", orjson.dumps(frame), content_type="application/json",
+            "/api/v1/ingest/frames",
+            orjson.dumps(frame),
+            content_type="application/json",
             HTTP_AUTHORIZATION=f"Bearer {token}",
         )
         assert response.status_code == 200, response.content

@@ -7,7 +7,9 @@ from metering.mqtt import SHARE_GROUP, MqttIngest
 
 
 class Command(BaseCommand):
-    help = "Ingest sample frames and relay acknowledgements from MQTT (MQTT_URL), as one worker of a shared subscription."
+    help = (
+        "Ingest sample frames and relay acknowledgements from MQTT (MQTT_URL), as one worker of a shared subscription."
+    )
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--url", default=None, help="broker URL (default: MQTT_URL)")
