@@ -29,6 +29,7 @@ from devices.models import Gateway, hash_token
 from metering.bench_ingest import reference_frame
 from metering.frames import MAX_FRAME_BYTES, encode_binary, frame_from_dict
 from tests.factories import make_location, star_frame
+from tests.loops import run_in_own_loop
 
 REPO = Path(__file__).resolve().parents[2]
 URL = "/api/v1/ingest/frames"
@@ -170,7 +171,7 @@ def test_it_acknowledges_websocket_frames_over_one_mib(server, frames):
     text = orjson.dumps(frames.make(seconds=1)).decode()  # the reference JSON frame
     assert 1 << 20 < len(binary) < MAX_FRAME_BYTES and 1 << 20 < len(text) < MAX_FRAME_BYTES
 
-    replies = asyncio.run(ws_exchange(port, token, [binary, text]))
+    replies = run_in_own_loop(lambda: ws_exchange(port, token, [binary, text]))
 
     assert replies == [
         {"type": "ack", "seq": frames.seq - 1, "status": "ok"},
@@ -182,7 +183,7 @@ def test_it_answers_a_websocket_message_at_the_limit_and_closes_with_1009_above_
     port, token = server
     at_limit, over_limit = b"IFB1" + bytes(MAX_FRAME_BYTES - 4), b"IFB1" + bytes(MAX_FRAME_BYTES - 3)
 
-    replies = asyncio.run(ws_exchange(port, token, [at_limit, over_limit]))
+    replies = run_in_own_loop(lambda: ws_exchange(port, token, [at_limit, over_limit]))
 
     assert replies[0]["type"] == "error"  # read and refused by the frame rules: the socket stays open
     assert replies[1] == 1009  # "message too big", a close frame rather than a dropped connection

@@ -29,6 +29,7 @@ from metering.frames import encode_binary, frame_from_dict
 from metering.models import PowerBoxState
 from tests.dashboard.test_browser import free_port
 from tests.factories import make_location, star_frame
+from tests.loops import run_in_own_loop
 from tests.metering.test_pipeline import database_url, wait_for
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
@@ -163,7 +164,7 @@ def test_it_meters_in_the_worker_and_pushes_its_card_to_the_web_processs_browser
             acks = [orjson.loads(await asyncio.wait_for(device_socket.recv(), 10))]
             return [*body["accepted"], *acks], card
 
-    receipts, card = asyncio.run(scenario())
+    receipts, card = run_in_own_loop(scenario)
     assert receipts == [{"seq": 1, "status": "ok"}, {"type": "ack", "seq": 2, "status": "ok"}]
     assert "Heat pump" in card
     state = PowerBoxState.objects.get(powerbox__location=location)
