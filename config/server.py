@@ -58,6 +58,7 @@ class BodyGate(Protocol):
     """What decides, from a request's headers, whether its body is read at all."""
 
     limit_bytes: int
+    other_limit_bytes: int  # the most any other request may send
 
     def applies(self, method: bytes, path: bytes) -> bool:
         """Whether requests to ``path`` (percent-decoded, without the query) are gated."""
@@ -135,6 +136,7 @@ class GatedRequest(WebRequest):
     """
 
     gate: BodyGate | None = None
+    limit_bytes = 0
     deciding = False
     refused = False
     received_bytes = 0
@@ -144,11 +146,23 @@ class GatedRequest(WebRequest):
         gate = self.server.gate
         # Twisted's channel holds the request line until the whole body is in.
         path = unquote_to_bytes(self.channel._path.split(b"?", 1)[0])
-        if gate is None or not gate.applies(self.channel._command, path):
+        if gate is None:
             return
         self.gate = gate
+        if not gate.applies(self.channel._command, path):
+            # Any other request: no larger than Django would read into memory anyway.
+            self.limit_bytes = gate.other_limit_bytes
+            if length is not None and length > self.limit_bytes:
+                self.refuse(self.too_large(length))
+            return
+        self.limit_bytes = gate.limit_bytes
         authorization = self.requestHeaders.getRawHeaders(b"authorization", [None])[0]
-        decision = gate.check(authorization, length)
+        try:
+            decision = gate.check(authorization, length)
+        except Exception:  # e.g. the cache behind the kept tokens is down: never drop silently
+            logger.exception("Ingest gate failed")
+            self.refuse(json_refusal(503, "the server cannot check this request now, try again"))
+            return
         if not inspect.isawaitable(decision):
             if decision is not None:
                 self.refuse(decision)
@@ -163,8 +177,8 @@ class GatedRequest(WebRequest):
         self.deciding = False
         if self.channel is None or self._disconnected or self.refused:
             return
-        if refusal is None and self.received_bytes > self.gate.limit_bytes:
-            refusal = self.gate.too_large(self.received_bytes)
+        if refusal is None and self.received_bytes > self.limit_bytes:
+            refusal = self.too_large(self.received_bytes)
         if refusal is not None:
             self.refuse(refusal)
         else:
@@ -182,11 +196,16 @@ class GatedRequest(WebRequest):
         if self.refused:
             return
         self.received_bytes += len(data)
-        if self.received_bytes > self.gate.limit_bytes:
+        if self.received_bytes > self.limit_bytes:
             if not self.deciding:
-                self.refuse(self.gate.too_large(self.received_bytes))
+                self.refuse(self.too_large(self.received_bytes))
             return
         super().handleContentChunk(data)
+
+    def too_large(self, size: int) -> Refusal:
+        if self.limit_bytes == self.gate.limit_bytes:
+            return self.gate.too_large(size)  # the ingest API's own 413
+        return json_refusal(413, f"request body too large: {size} bytes, limit {self.limit_bytes}")
 
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
         if not self.refused:

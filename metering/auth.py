@@ -80,4 +80,4 @@ def kept_gateway_for(authorization: str | bytes | None) -> Gateway | None:
     """The gateway this process keeps for the header's token, without a query: None when the
     token is unknown here (never seen, wrong, or dropped since); not confirmed current."""
     digest = token_hash_for(authorization)
-    return None if digest is None else _gateways_by_token_hash.get(digest, lambda: None)
+    return None if digest is None else _gateways_by_token_hash.peek(digest)

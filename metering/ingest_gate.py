@@ -31,11 +31,18 @@ class IngestGate:
     limit_bytes = MAX_FRAME_BYTES
 
     @functools.cached_property
-    def paths(self) -> frozenset[bytes]:
-        return frozenset(reverse(name).encode() for name in ("api:ingest-frames", "api:ingest-acks"))
+    def paths(self) -> tuple[bytes, ...]:
+        return tuple(reverse(name).encode() for name in ("api:ingest-frames", "api:ingest-acks"))
+
+    @functools.cached_property
+    def other_limit_bytes(self) -> int:
+        """The most any other request may send: what Django would read into memory anyway."""
+        return settings.DATA_UPLOAD_MAX_MEMORY_SIZE
 
     def applies(self, method: bytes, path: bytes) -> bool:
-        return path in self.paths
+        """An ingest URL, also behind a root path (a ``Daphne-Root-Path`` header or
+        ``--root-path``, which Django strips before it resolves the URL)."""
+        return path.endswith(self.paths)
 
     def check(self, authorization: bytes | None, length: int | None) -> Refusal | Awaitable[Refusal | None] | None:
         """401 without a valid token, else 413 for a Content-Length over the limit, else None.
@@ -46,7 +53,7 @@ class IngestGate:
         """
         if bearer_token(authorization) is None:
             return as_refusal(unauthorized())
-        if kept_gateway_for(authorization) is None:
+        if kept_gateway_for(authorization) is None:  # no I/O: this runs on the event loop
             return self._looked_up(authorization, length)
         return self._size_refusal(length)
 

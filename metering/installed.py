@@ -135,6 +135,15 @@ class Kept:
                     self._entries[key] = (stamp, now - random.uniform(0.0, self.spread_s), value)
         return value
 
+    def peek(self, key: Hashable) -> Any:
+        """The value kept for ``key`` if it is still young, else None; no I/O at all (the
+        shared version is not read), so safe on an event loop. It may be stale: confirm it."""
+        with self._lock:
+            hit = self._entries.get(key)
+        if hit is not None and time.monotonic() - hit[1] < self.max_age_s:
+            return hit[2]
+        return None
+
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()

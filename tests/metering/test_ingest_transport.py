@@ -212,6 +212,30 @@ def test_it_refuses_a_wrong_token_before_reading_the_body(server):
     assert (status, orjson.loads(body)) == (401, UNAUTHORIZED)
 
 
+def test_it_gates_the_ingest_url_behind_a_root_path_header_too(server):
+    port, _ = server
+    lines = [f"POST /x{URL} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Daphne-Root-Path: /x", "Content-Length: 200000000"]
+    started = time.monotonic()
+
+    status, _, body = exchange(port, ("\r\n".join(lines) + "\r\n\r\n").encode() + b'{"v": 1')
+
+    assert (status, orjson.loads(body)) == (401, UNAUTHORIZED)
+    assert time.monotonic() - started < 3  # not waiting for the 200 MB
+
+
+@pytest.mark.parametrize("path", ["/accounts/login/", f"{URL}/"])
+def test_it_refuses_any_other_body_larger_than_django_would_read_before_reading_it(server, path):
+    port, _ = server
+    lines = [f"POST {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Content-Length: 200000000"]
+    started = time.monotonic()
+
+    status, _, body = exchange(port, ("\r\n".join(lines) + "\r\n\r\n").encode() + b"x")
+
+    assert status == 413
+    assert orjson.loads(body)["error"] == "request body too large: 200000000 bytes, limit 16777216"
+    assert time.monotonic() - started < 3
+
+
 def test_it_refuses_a_declared_body_over_the_limit_before_reading_it(server):
     port, token = server
     request = post_head(port, f"Authorization: Bearer {token}", "Content-Length: 200000000") + b'{"v": 1'
@@ -334,3 +358,18 @@ def test_it_gives_the_status_of_a_refused_frame_in_its_websocket_error():
     ahead, malformed = async_to_sync(run)()
     assert (ahead["type"], ahead["field"], ahead["status"]) == ("error", "t", 422)
     assert (malformed["type"], malformed["field"], malformed["status"]) == ("error", "seq", 400)
+
+
+def test_it_looks_at_kept_tokens_without_touching_the_cache_on_the_event_loop(monkeypatch):
+    """The gate runs on the server's event loop: a cache (Redis) that is down or hangs must not
+    reach it; an unknown token then goes to the lookup on the gate's thread."""
+    from metering import installed
+    from metering.auth import kept_gateway_for
+
+    def down(*args, **kwargs):
+        raise ConnectionError("Redis is down")
+
+    monkeypatch.setattr(installed.cache, "get", down)
+    installed.forget()
+
+    assert kept_gateway_for(b"Bearer some-token") is None
