@@ -438,6 +438,10 @@ class RedisStream:
 
     # -- worker side: leases
 
+    def lease_holder(self, shard: int) -> bytes | None:
+        """The name of the worker holding the shard's lease, or None."""
+        return self.redis.get(self.lease_key(shard))
+
     def take_lease(self, shard: int, owner: str, ttl_ms: int) -> bool:
         """Lease a free shard, or keep one that is still ours (after a lost connection)."""
         if self.redis.set(self.lease_key(shard), owner, nx=True, px=ttl_ms):

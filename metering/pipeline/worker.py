@@ -79,6 +79,10 @@ class Worker:
         # shard -> "0" while its pending entries come first (taken over, or after an error), ">" then
         self.owned: dict[int, str] = {}
         self.valid_until: dict[int, float] = {}  # shard -> monotonic time its lease surely lasts
+        # Shards no worker took within its share (workers pinned to shard ranges): kept beyond the
+        # share; and since when each allowed shard has been seen without a lease.
+        self.orphans: set[int] = set()
+        self.unleased_since: dict[int, float] = {}
         self.next_tick = 0.0
         self.processed = 0
         # False: stop without giving up leases or the heartbeat, as a killed process would.
@@ -167,7 +171,10 @@ class Worker:
                 self.valid_until[shard] = now + self.lease_ms / 1000 * 0.8
             else:
                 self._lost(shard)
-        for shard in sorted(self.owned, reverse=True)[: max(len(self.owned) - share, 0)]:
+        if len(self.owned) <= share:
+            self.orphans.clear()  # within the share now: ordinary shards again
+        regular = sorted((shard for shard in self.owned if shard not in self.orphans), reverse=True)
+        for shard in regular[: max(len(regular) - share, 0)]:
             self.stream.release_lease(shard, self.name)  # a newcomer takes it over
             self._lost(shard)
         if len(self.owned) < share:
@@ -182,6 +189,7 @@ class Worker:
                     self.valid_until[shard] = now + self.lease_ms / 1000 * 0.8
                     if claimed:
                         log.info("ingest worker %s took over %d pending entries of shard %d", self.name, claimed, shard)
+        self._take_orphans(now)
         if set(self.owned) != before:
             log.info(
                 "ingest worker %s owns shards %s (%d live workers)",
@@ -189,6 +197,29 @@ class Worker:
                 _ranges(sorted(self.owned)) or "none",
                 live,
             )
+
+    def _take_orphans(self, now: float) -> None:
+        """Take the allowed shards that stayed without a lease for two lease times, beyond the share.
+
+        The fair share counts every live worker, also those not allowed to take a shard: with
+        workers pinned to shard ranges (``--shards``) a range can have more shards than its
+        workers' shares, and its Power Boxes would wait for ever.
+        """
+        free = {shard for shard in self.allowed if shard not in self.owned and not self.stream.lease_holder(shard)}
+        self.unleased_since = {shard: self.unleased_since.get(shard, now) for shard in free}
+        # Long enough for the fair share of every worker to have taken it if any could.
+        waited = [shard for shard, since in self.unleased_since.items() if now - since >= 2 * self.lease_ms / 1000]
+        for shard in sorted(waited):
+            if self.stream.take_lease(shard, self.name, self.lease_ms):
+                self.stream.ensure_group(shard)
+                claimed = self.stream.claim(shard, self.name)
+                self.owned[shard] = "0"
+                self.valid_until[shard] = now + self.lease_ms / 1000 * 0.8
+                self.orphans.add(shard)
+                log.info(
+                    "ingest worker %s took shard %d that no other worker took (%d pending)", self.name, shard, claimed
+                )
+                self.unleased_since.pop(shard, None)
 
     def _still_owns(self, shard: int) -> bool:
         if shard not in self.owned:
@@ -204,6 +235,7 @@ class Worker:
 
     def _lost(self, shard: int) -> None:
         self.owned.pop(shard, None)
+        self.orphans.discard(shard)
         self.valid_until.pop(shard, None)
 
     def _lost_all(self) -> None:
