@@ -161,6 +161,18 @@ def columns(period: Period, has_solar: bool) -> list[Column]:
     return cols
 
 
+def period_index(period: Period, rule: str) -> pd.DatetimeIndex:
+    """The starts of the period's rows in its time zone. Days and longer are counted on the local
+    calendar and start at local midnight, also where a clock change repeats midnight."""
+    start, end = pd.Timestamp(period.start), pd.Timestamp(period.end)
+    if rule in ("5min", "h"):
+        return pd.date_range(start, end, freq=rule, inclusive="left", name="start")
+    days = pd.date_range(
+        start.tz_localize(None).normalize(), end.tz_localize(None).normalize(), freq=rule, inclusive="left"
+    )
+    return rollups.local_midnights(days, start.tz).rename("start")
+
+
 def usage_table(
     location: Location, period: Period, has_solar: bool = True, use_rollups: bool = True
 ) -> tuple[pd.DataFrame, history.Summary | None]:
@@ -178,9 +190,7 @@ def usage_table(
     """
     cols = columns(period, has_solar)
     rule = history.RESOLUTIONS[period.resolution]
-    index = pd.date_range(
-        pd.Timestamp(period.start), pd.Timestamp(period.end), freq=rule, inclusive="left", name="start"
-    )
+    index = period_index(period, rule)
     table = pd.DataFrame(index=index, columns=[c.header for c in cols], dtype=float)
     if period.name == "day":
         flows, always_on, summary = _day_from_buckets(location, period, index)

@@ -257,9 +257,15 @@ def read(location: Location, level: str, start: datetime, end: datetime) -> pd.D
     if key == "start":
         index = pd.DatetimeIndex(pd.to_datetime(frame.pop(key), utc=True)).tz_convert(zone)
     else:
-        index = pd.DatetimeIndex(pd.to_datetime(frame.pop(key))).tz_localize(zone, nonexistent="shift_forward")
+        index = local_midnights(pd.DatetimeIndex(pd.to_datetime(frame.pop(key))), zone)
     frame.index = index.rename("start")
     return frame.astype(float)
+
+
+def local_midnights(days: pd.DatetimeIndex, zone) -> pd.DatetimeIndex:
+    """Naive local dates as the instants their days start: a midnight that a clock change skips
+    moves to the first hour that exists, one it repeats (America/Havana) is its first time."""
+    return days.tz_localize(zone, ambiguous=np.ones(len(days), dtype=bool), nonexistent="shift_forward")
 
 
 # ----------------------------------------------------------------------------- time zone change

@@ -229,7 +229,12 @@ def test_it_shows_the_first_and_the_last_day_it_allows(client, house, owner):
 
 @pytest.mark.parametrize(
     ("zone", "day"),
-    [("Europe/Brussels", SPRING_FORWARD), ("Europe/Brussels", FALL_BACK), ("Asia/Kolkata", date(2026, 3, 31))],
+    [
+        ("Europe/Brussels", SPRING_FORWARD),
+        ("Europe/Brussels", FALL_BACK),
+        ("Asia/Kolkata", date(2026, 3, 31)),
+        ("America/Havana", date(2025, 11, 2)),  # clocks go from 01:00 back to 00:00: midnight twice
+    ],
 )
 def test_it_gives_the_same_card_and_csv_from_rollups_as_from_the_buckets(client, house, owner, zone, day):
     from metering import rollups
