@@ -11,14 +11,20 @@ also joins its user's group and, told so, closes with ``4401`` (signed out) or `
 from __future__ import annotations
 
 import asyncio
+from importlib import import_module
 
 from channels.db import database_sync_to_async
-from django.contrib.auth import get_user_model
+from django.conf import settings
+from django.contrib.auth import HASH_SESSION_KEY, get_user_model
+from django.utils.crypto import constant_time_compare
 
 from config.consumers import WithoutConnectionHop
 from dashboard.access import ACCESS_REVOKED, SIGNED_OUT, user_group
 from dashboard.broadcast import WATCH_RENEW_S, group_name, mark_watched, validate_group
 from devices.models import Location
+
+SessionStore = import_module(settings.SESSION_ENGINE).SessionStore
+SESSION_ENDED = object()  # _current_access: the session no longer signs the user in
 
 
 class CardConsumer(WithoutConnectionHop):
@@ -32,6 +38,7 @@ class CardConsumer(WithoutConnectionHop):
     no_connection_check = frozenset({"card.update", "access.signed_out"})
     group: str | None = None
     user_id: int | None = None
+    session_key: str | None = None
     ended = False
 
     def access_of(self, user, location_id: int) -> object | None:
@@ -78,6 +85,9 @@ class CardConsumer(WithoutConnectionHop):
         if self.ended or self.group is None:
             return
         access = await database_sync_to_async(self._current_access)()
+        if access is SESSION_ENDED:
+            await self.end(SIGNED_OUT)
+            return
         if access is None:
             await self.end(ACCESS_REVOKED)
             return
@@ -100,7 +110,23 @@ class CardConsumer(WithoutConnectionHop):
     def _current_access(self) -> object | None:
         # Fresh from the database: the scope's user object caches its permissions.
         user = get_user_model().objects.filter(pk=self.user_id, is_active=True).first()
-        return None if user is None else self.access_of(user, self.location_id)
+        if user is None:
+            return None
+        if not self._session_still_signs_in(user):
+            return SESSION_ENDED
+        return self.access_of(user, self.location_id)
+
+    def _session_still_signs_in(self, user) -> bool:
+        """Whether the socket's session still signs this user in, as Django checks on every
+        request: it was not deleted (in the admin, by a sign-out elsewhere) and its auth hash
+        still matches (a password change ends the other sessions)."""
+        if not self.session_key:
+            return True  # no session behind the scope (tests' own scopes)
+        stored = SessionStore(self.session_key)
+        if not stored.exists(self.session_key):
+            return False
+        hashed = stored.get(HASH_SESSION_KEY)
+        return bool(hashed) and constant_time_compare(hashed, user.get_session_auth_hash())
 
 
 class LocationConsumer(CardConsumer):

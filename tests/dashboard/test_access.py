@@ -153,6 +153,19 @@ def test_it_closes_every_socket_of_a_deactivated_user_with_4401(house, owner):
     assert quiet
 
 
+def test_it_closes_the_sockets_of_a_session_a_password_change_ended_with_4401(house, owner):
+    location, _ = house
+    communicator = session_socket(f"/ws/locations/{location.pk}/", signed_in(owner))
+
+    def change_password():
+        owner.set_password("a-new-password")
+        owner.save()
+
+    code, quiet = run_socket(communicator, change_password, location.pk)
+    assert code == SIGNED_OUT
+    assert quiet
+
+
 def test_it_closes_the_socket_of_support_staff_who_lose_the_permission(house, django_user_model):
     location, _ = house
     support = django_user_model.objects.create_user("support", password="pw")
