@@ -9,7 +9,7 @@ from config.consumers import WithoutConnectionHop
 from metering import commands
 from metering.api import on_ingest_threads
 from metering.auth import gateway_for, token_hash_for, token_is_current
-from metering.frames import FrameError, decode_binary, frame_from_dict, parse_json
+from metering.frames import FrameError, decode_binary, frames_from_dicts, parse_json
 from metering.ingest import record_invalid_frame
 from metering.pipeline.stream import Busy, Refused, stream
 
@@ -29,7 +29,7 @@ def receive_frames(gateway, token_hash: str, text_data: str | None, bytes_data: 
             docs = parse_json(text_data or "")
             if len(docs) == 1 and docs[0].get("type") == "ack":
                 return [acknowledge(gateway, docs[0])]
-            frames = [frame_from_dict(doc) for doc in docs]
+            frames = frames_from_dicts(docs, listed=len(docs) > 1)
         seq = frames[0].seq if len(frames) == 1 else None
         outcome = stream().submit(gateway, frames, "WebSocket", binary=bytes_data)
     except (Refused, Busy) as problem:  # a refusal is recorded where it was refused

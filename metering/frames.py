@@ -56,6 +56,7 @@ __all__ = [
     "decode_binary",
     "encode_binary",
     "frame_from_dict",
+    "frames_from_dicts",
     "frame_to_dict",
     "parse_frames",
     "parse_json",
@@ -237,9 +238,16 @@ def parse_frames(body: bytes | bytearray | memoryview | str, *, now: float | Non
     ``"frame [2]: ..."``, ``"[2].seq"``; it keeps its class (:class:`FrameRefused` stays one).
     """
     docs, is_list = _parse_json(body)
+    return frames_from_dicts(docs, listed=is_list, now=now)
+
+
+def frames_from_dicts(docs: list[dict[str, Any]], *, listed: bool, now: float | None = None) -> list[SampleFrame]:
+    """:func:`frame_from_dict` on each of ``docs``, all against the same ``now``; with
+    ``listed`` (they came as a JSON list) an error names the frame's index, as in
+    :func:`parse_frames`."""
     now = time.time() if now is None else now
-    if not is_list:
-        return [frame_from_dict(docs[0], now=now)]
+    if not listed:
+        return [frame_from_dict(doc, now=now) for doc in docs]
     frames = []
     for i, doc in enumerate(docs):
         try:

@@ -131,3 +131,23 @@ def test_it_forwards_relay_commands_and_applies_the_devices_acknowledgement(hous
     assert RelayCommand.objects.get().status == RelayCommand.DONE
     event = Event.objects.get(kind=Event.RELAY)
     assert event.message.startswith("Boiler switched on until") and "(by owner)" in event.message
+
+
+def test_it_names_the_index_of_the_bad_frame_in_a_json_list(house):
+    from asgiref.sync import async_to_sync
+
+    _, token = house
+    bad = {**star_frame(seq=2), "seq": -1}
+
+    async def run():
+        communicator = connect(token)
+        await communicator.connect(timeout=10)
+        await communicator.send_to(text_data=orjson.dumps([star_frame(seq=1), bad]).decode())
+        reply = await receive(communicator)
+        await communicator.disconnect()
+        return reply
+
+    reply = async_to_sync(run)()
+    assert (reply["type"], reply["field"], reply["status"]) == ("error", "[1].seq", 400)
+    assert reply["error"].startswith("frame [1]: seq must be")
+    assert not PowerBoxState.objects.filter(frames__gt=0).exists()
