@@ -50,7 +50,8 @@ DEFAULT_REPLY_TIMEOUT_S = 10.0
 # New frames are refused (503) while the oldest unprocessed entry of their shard is older than
 # this: they could not be answered in time anyway, and waiting would only grow the backlog.
 DEFAULT_MAX_LAG_S = 5.0
-# ... or while the shard holds this many unprocessed entries (a bound on Redis's memory).
+# ... or while the shard holds this many unprocessed entries. It bounds entries, not bytes: an
+# entry holds a frame's samples as float64 (docs/deploy.md gives the worst case).
 DEFAULT_MAX_BACKLOG = 2_000
 
 
