@@ -116,13 +116,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-# The benchmarks run production settings over plain HTTP on loopback: no redirect to HTTPS
-# and cookies that travel without TLS.
+# The benchmarks run production settings in one server process over plain HTTP on loopback: no
+# redirect to HTTPS, cookies that travel without TLS, and no ingest stream even with Redis (the
+# server meters the frames itself; there are no run_ingest workers to answer).
 PLAIN_HTTP = {
     "SECURE_SSL_REDIRECT": "0",
     "SESSION_COOKIE_SECURE": "0",
     "CSRF_COOKIE_SECURE": "0",
     "SECURE_HSTS_SECONDS": "0",
+    "INGEST_STREAM_URL": "",
 }
 
 
