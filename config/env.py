@@ -29,7 +29,8 @@ def env_bool(name: str, default: bool) -> bool:
     raise ImproperSetting(f"{name}={raw!r} is not a boolean; use one of 1/0, true/false, yes/no, on/off")
 
 
-def env_int(name: str, default: int, minimum: int = 1) -> int:
+def env_int(name: str, default: int, minimum: int = 1, *, what: str = "") -> int:
+    """A whole number of at least ``minimum``; ``what`` names its unit in the error."""
     raw = os.environ.get(name)
     if raw is None:
         return default
@@ -38,21 +39,13 @@ def env_int(name: str, default: int, minimum: int = 1) -> int:
     except ValueError:
         value = minimum - 1
     if value < minimum:
-        raise ImproperSetting(f"{name}={raw!r} is not a whole number of {minimum} or more")
+        unit = f" {what}" if what else ""
+        raise ImproperSetting(f"{name}={raw!r} is not a whole number of{unit} ({minimum} or more)")
     return value
 
 
 def env_seconds(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise ImproperSetting(f"{name}={raw!r} is not a whole number of seconds (0 or more)")
-    return value
+    return env_int(name, default, minimum=0, what="seconds")
 
 
 def env_proxy_ssl_header(name: str) -> tuple[str, str] | None:

@@ -128,6 +128,9 @@ class GatedHTTPFactory(HTTPFactory):
         return protocol
 
 
+GATE_FAILED = "the server cannot check this request now, try again"
+
+
 class GatedRequest(WebRequest):
     """A request the server's gate may refuse at the end of its headers, before its body.
 
@@ -161,7 +164,7 @@ class GatedRequest(WebRequest):
             decision = gate.check(authorization, length)
         except Exception:  # e.g. the cache behind the kept tokens is down: never drop silently
             logger.exception("Ingest gate failed")
-            self.refuse(json_refusal(503, "the server cannot check this request now, try again"))
+            self.refuse(json_refusal(503, GATE_FAILED))
             return
         if not inspect.isawaitable(decision):
             if decision is not None:
@@ -188,7 +191,7 @@ class GatedRequest(WebRequest):
         self.deciding = False
         logger.error("Ingest gate failed: %s", failure.getTraceback())
         if self.channel is not None and not self._disconnected and not self.refused:
-            self.refuse(json_refusal(503, "the server cannot check this request now, try again"))
+            self.refuse(json_refusal(503, GATE_FAILED))
 
     def handleContentChunk(self, data: bytes) -> None:
         if self.gate is None:

@@ -33,11 +33,15 @@ def receive_frames(gateway, token_hash: str, text_data: str | None, bytes_data: 
         seq = frames[0].seq if len(frames) == 1 else None
         outcome = stream().submit(gateway, frames, "WebSocket", binary=bytes_data)
     except (Refused, Busy) as problem:  # a refusal is recorded where it was refused
-        return [{"type": "error", **problem.as_dict(), "seq": seq, "status": problem.status}]
+        return [error_reply(problem, seq)]
     except FrameError as problem:
         record_invalid_frame(gateway, problem, "WebSocket")
-        return [{"type": "error", **problem.as_dict(), "seq": seq, "status": problem.status}]
+        return [error_reply(problem, seq)]
     return [{"type": "ack", **receipt.as_dict()} for receipt in outcome.receipts]
+
+
+def error_reply(problem: FrameError | Busy, seq: int | None) -> dict:
+    return {"type": "error", **problem.as_dict(), "seq": seq, "status": problem.status}
 
 
 def acknowledge(gateway, ack: dict) -> dict:
