@@ -6,9 +6,9 @@ Changes to stock daphne:
   ``http.request`` messages of ``request_buffer_size`` bytes, 8 KiB by default, and offers no
   command-line option for it: a 1.5 MB JSON frame then crosses the event loop in about 190
   messages, each copied into Django's spooled body file, which costs more than decoding it. In
-  1 MiB pieces the same frame takes two messages (``python -m metering.bench_ingest``: JSON
+  1 MiB pieces the same frame takes two messages (``python -m tools.bench_ingest``: JSON
   ingest 35 -> 49 frames/s on this 2-core machine).
-- WebSocket messages up to the frame limit (:data:`metering.frames.MAX_FRAME_BYTES`, 8 MiB)
+- WebSocket messages up to the frame limit (:data:`metering.ingest.frames.MAX_FRAME_BYTES`, 8 MiB)
   instead of daphne's 1 MiB, whatever a caller passes (daphne's ``runserver`` passes its own
   1 MiB default); a larger message is answered with a close frame (1009, "message too big")
   rather than a dropped connection.
@@ -40,7 +40,7 @@ from daphne.server import Server
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 
-from metering.frames import MAX_FRAME_BYTES
+from metering.ingest.frames import MAX_FRAME_BYTES
 
 REQUEST_BUFFER_BYTES = 1 << 20
 WEBSOCKET_MESSAGE_BYTES = MAX_FRAME_BYTES
@@ -113,7 +113,7 @@ def default_gate() -> BodyGate | None:
 
     if not settings.configured:  # another ASGI application (tests/config/body_echo_asgi.py)
         return None
-    from metering.ingest_gate import IngestGate
+    from metering.ingest.gate import IngestGate
 
     return IngestGate()
 

@@ -70,6 +70,7 @@ INSTALLED_APPS = [
     "devices",
     "metering",
     "dashboard",
+    "tools",  # benchmarks and the simulator (manage.py simulate)
 ]
 
 MIDDLEWARE = [
@@ -142,7 +143,7 @@ if REDIS_URL:
             # capacity: every socket of a server process receives through ONE Redis key (the
             # process's channel), so the default of 100 pending messages is shared by all of its
             # browsers; a stall of a fifth of a second with 500 of them open and the layer dropped
-            # cards without a word (dashboard.bench). Messages still expire after 60 s.
+            # cards without a word (tools.bench_push). Messages still expire after 60 s.
             "CONFIG": {
                 "hosts": [{"address": REDIS_URL, "socket_timeout": None, "max_connections": 1000}],
                 "capacity": REDIS_CHANNEL_CAPACITY,
@@ -156,7 +157,7 @@ else:
 # one (dashboard.broadcast.send_group). In memory a finished group_send is a delivered one. On
 # Redis it only means the cards wait in Redis for this process's one reader, so each thread waits
 # for its own: ingest slows down with the loop instead of cards arriving seconds late
-# (dashboard.bench: 8 in flight left them 10-15 s behind).
+# (tools.bench_push: 8 in flight left them 10-15 s behind).
 CARD_SENDS_IN_FLIGHT = 1 if REDIS_URL else 8
 
 # Latest live values are shared through the cache: Redis when configured, else this process.
@@ -175,12 +176,12 @@ else:
 
 MQTT_URL = env_url("MQTT_URL", {"mqtt", "mqtts"})
 
-# Threads that store frames (metering.api.on_ingest_threads). SQLite lets one writer in at a time
+# Threads that store frames (metering.ingest.threads.on_ingest_threads). SQLite lets one writer in at a time
 # and makes another wait in growing sleeps (its busy handler: 1, 2, 5, 10 ms...), so one thread;
 # on PostgreSQL the commits of different Power Boxes overlap.
 INGEST_THREADS = 1 if DATABASES["default"]["ENGINE"].endswith("sqlite3") else 2
 
-# The ingest stream (metering.pipeline, docs/deploy.md). With Redis, web processes check a frame
+# The ingest stream (metering.ingest.stream, docs/deploy.md). With Redis, web processes check a frame
 # and hand it to the `manage.py run_ingest` workers, which meter and store it and render the
 # cards; without (the embedded default), the web process does it all itself, on the same code
 # path. INGEST_STREAM_URL defaults to REDIS_URL; set it empty to keep metering in the web process.

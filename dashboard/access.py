@@ -1,4 +1,9 @@
-"""Access that ends: open browser sockets follow their user's memberships and sign-out.
+"""Who may see a location's pages, and access that ends: open browser sockets follow their
+user's memberships and sign-out.
+
+Views and consumers find the location through :func:`location_and_role` (404 for anyone who may
+not see it); what a role may do there are methods beside :meth:`devices.models.Location.role_of`
+(``may_switch``, ``may_view_check``, ``may_fix``).
 
 Every browser socket (:mod:`dashboard.consumers`) joins its user's group ``user.<pk>`` besides
 its location's. When something may have taken access away, a message to that group tells each
@@ -29,8 +34,9 @@ from django.contrib.auth.models import Group
 from django.contrib.auth.signals import user_logged_out
 from django.db import transaction
 from django.db.models.signals import m2m_changed, post_delete, post_save
+from django.shortcuts import get_object_or_404
 
-from devices.models import Membership
+from devices.models import Location, Membership
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +44,13 @@ log = logging.getLogger(__name__)
 SIGNED_OUT = 4401  # the session ended: signed out, deactivated or deleted
 ACCESS_REVOKED = 4403  # still signed in, but no longer allowed to see this location (or page)
 UNKNOWN_PATH = 4404  # no socket at this path (config.routing)
+
+
+def location_and_role(user, pk: int) -> tuple[Location, str]:
+    """The location if ``user`` may see it, else 404 (never someone else's data), and the user's
+    role there ("owner", "viewer", "installer" or "support")."""
+    location = get_object_or_404(Location.objects.visible_to(user), pk=pk)
+    return location, location.role_of(user)
 
 
 def user_group(user_id: int) -> str:

@@ -1,7 +1,7 @@
 """Live cards to every open dashboard of a location: render once, push to the location's group.
 
 The one entry point for pushes. Receivers for :data:`metering.live.live_values_updated` (after
-every newest frame) and :data:`metering.commands.relay_changed` (after a device acknowledged a
+every newest frame) and :data:`metering.relays.relay_changed` (after a device acknowledged a
 switch) are connected in :meth:`dashboard.apps.DashboardConfig.ready`. They render each card's
 partial ONCE per location, with the same context builders as the page (:mod:`dashboard.cards`),
 and send it to the group ``location.<pk>``; :class:`dashboard.consumers.LocationConsumer` only
@@ -82,7 +82,8 @@ from django.template.loader import render_to_string
 
 from dashboard import cards
 from devices.models import Event, Location
-from metering import cadence, live
+from metering import live
+from metering.ingest import cadence
 from metering.installed import installed
 
 log = logging.getLogger(__name__)
@@ -252,7 +253,7 @@ def _on_worker_thread(work: Callable[[], None], loop: asyncio.AbstractEventLoop 
 
 def _due_this_period(location_id: int, card: str, every_s: float, now: float) -> bool:
     """True (and recorded) once per period of ``every_s``, at a phase of the location's own
-    (:mod:`metering.cadence`): locations do not all check in the same second."""
+    (:mod:`metering.ingest.cadence`): locations do not all check in the same second."""
     key, current = (location_id, card), cadence.period(location_id, every_s, now)
     with _lock:
         if _last_period.get(key) == current:
@@ -493,8 +494,8 @@ def on_event_saved_validate(sender, instance: Event, created: bool, **kwargs) ->
 
 
 def connect_signals() -> None:
-    from metering.commands import relay_changed
     from metering.live import live_values_updated
+    from metering.relays import relay_changed
 
     live_values_updated.connect(on_live_values_updated, dispatch_uid="dashboard.broadcast.live")
     relay_changed.connect(on_relay_changed, dispatch_uid="dashboard.broadcast.relay")

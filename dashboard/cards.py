@@ -22,9 +22,9 @@ from django.utils import timezone
 from dashboard import usage
 from devices.models import Event, LoadCt, Location, Relay
 from metering import installed
-from metering.commands import PENDING_FOR, TIMED_MINUTES
-from metering.ingest import BUCKET_S, OFFLINE_AFTER_S
+from metering.ingest.process import BUCKET_S, OFFLINE_AFTER_S
 from metering.models import InputCount, LocationEnergy, RelayCommand
+from metering.relays import PENDING_FOR, TIMED_MINUTES
 
 # A card whose data is older than this says so ("no data for 42 s").
 STALE_AFTER_S = 10.0

@@ -151,13 +151,13 @@ class ValidateConsumer(CardConsumer):
 
     def access_of(self, user, location_id: int) -> bool | None:
         """None: may not see the validate page; else whether the user may apply fixes."""
-        from dashboard.validate import may_fix, may_view
-
         location = Location.objects.visible_to(user).filter(pk=location_id).first()
-        role = location.role_of(user) if location else None
-        if not may_view(user, role):
+        if location is None:
             return None
-        return may_fix(user, role)
+        role = location.role_of(user)
+        if not location.may_view_check(user, role):
+            return None
+        return location.may_fix(user, role)
 
     def group_for(self, location_id: int, access: object) -> str:
         return validate_group(location_id, can_fix=bool(access))

@@ -7,7 +7,7 @@ from datetime import date
 from django import forms
 
 from dashboard.usage import FIRST_DAY, PERIODS, last_day
-from metering.commands import TIMED_MINUTES
+from metering.relays import TIMED_MINUTES
 
 
 class RelayForm(forms.Form):
@@ -18,7 +18,7 @@ class RelayForm(forms.Form):
     )
 
     def switch(self) -> tuple[bool, int | None]:
-        """(on, minutes) for :func:`metering.commands.request_relay`."""
+        """(on, minutes) for :func:`metering.relays.request_relay`."""
         command = self.cleaned_data["command"]
         if command in ("on", "off"):
             return command == "on", None

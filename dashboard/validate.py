@@ -44,23 +44,12 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST, require_safe
 
 from dashboard import broadcast, cards
-from dashboard.access import support_note
-from dashboard.views import _get_location_for_user
-from devices.installation import export_installation
-from devices.models import SUPPORT, CommissioningReport, Event, LoadCt, Location, Membership, supports_all_locations
+from dashboard.access import location_and_role, support_note
+from devices.installation import clean_with_rules, export_installation
+from devices.models import SUPPORT, CommissioningReport, Event, LoadCt, Location
 from metering import live, validation
 
 # ----------------------------------------------------------------------------- access
-
-
-def may_view(user, role: str | None) -> bool:
-    """The installer, the owner (read-only) and support staff see the installation check and its reports."""
-    return role in (Membership.INSTALLER, Membership.OWNER) or bool(role and supports_all_locations(user))
-
-
-def may_fix(user, role: str | None) -> bool:
-    """The installer and support staff change the installation from the check and sign it off."""
-    return role == Membership.INSTALLER or bool(role and supports_all_locations(user))
 
 
 def _refuse_view() -> HttpResponse:
@@ -139,7 +128,7 @@ def apply_fix(
 
     The fix must be what the check says now (a suggestion from a page shown before the check
     changed its mind, or before someone else changed the CT, is refused) and the edited CT must
-    pass the installation rules (:meth:`LoadCt.full_clean`, i.e. :func:`devices.installation.check_pending`).
+    pass the installation rules (:func:`devices.installation.clean_with_rules`).
     ``phase`` moves the CT to ``phase`` (and flips *reversed* when ``flip``); ``reverse`` flips
     *reversed*; ``turned`` changes nothing (the installer turned the clamp). The observation
     restarts after the commit either way.
@@ -176,7 +165,7 @@ def apply_fix(
         if flip or action == "reverse":
             load_ct.reversed = not load_ct.reversed
         try:
-            load_ct.full_clean()
+            clean_with_rules(load_ct)
         except ValidationError as refused:
             raise FixRefused(f"{ref} was not changed: {' '.join(refused.messages)}") from None
         kind = Event.CONFIGURATION
@@ -266,10 +255,10 @@ def _fix_result(request: HttpRequest, location: Location, notice: str | None, er
 @login_required
 @require_safe
 def validate_page(request: HttpRequest, pk: int) -> HttpResponse:
-    location, role = _get_location_for_user(request, pk)
-    if not may_view(request.user, role):
+    location, role = location_and_role(request.user, pk)
+    if not location.may_view_check(request.user, role):
         return _refuse_view()
-    can_fix = may_fix(request.user, role)
+    can_fix = location.may_fix(request.user, role)
     values = live.latest(location.pk)
     builders = {
         "card-validation": lambda: {**cards.validation_context(location, values), "can_fix": can_fix},
@@ -294,8 +283,8 @@ def validate_page(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def fix(request: HttpRequest, pk: int) -> HttpResponse:
     """Apply one fix of the validation card (htmx: the card comes back; without JS: redirect)."""
-    location, role = _get_location_for_user(request, pk)
-    if not may_fix(request.user, role):
+    location, role = location_and_role(request.user, pk)
+    if not location.may_fix(request.user, role):
         return _refuse_fix()
     form = FixForm(request.POST)
     notice = error = None
@@ -342,8 +331,8 @@ def fix(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def sign_off(request: HttpRequest, pk: int) -> HttpResponse:
-    location, role = _get_location_for_user(request, pk)
-    if not may_fix(request.user, role):
+    location, role = location_and_role(request.user, pk)
+    if not location.may_fix(request.user, role):
         return _refuse_fix()
     form = SignOffForm(request.POST)
     if not form.is_valid():
@@ -364,8 +353,8 @@ def sign_off(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_safe
 def report_list(request: HttpRequest, pk: int) -> HttpResponse:
-    location, role = _get_location_for_user(request, pk)
-    if not may_view(request.user, role):
+    location, role = location_and_role(request.user, pk)
+    if not location.may_view_check(request.user, role):
         return _refuse_view()
     return render(
         request,
@@ -374,7 +363,7 @@ def report_list(request: HttpRequest, pk: int) -> HttpResponse:
             "location": location,
             "role": role,
             "reports": location.commissioning_reports.all(),
-            "can_fix": may_fix(request.user, role),
+            "can_fix": location.may_fix(request.user, role),
         },
     )
 
@@ -382,8 +371,8 @@ def report_list(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_safe
 def report(request: HttpRequest, pk: int, report_pk: int) -> HttpResponse:
-    location, role = _get_location_for_user(request, pk)
-    if not may_view(request.user, role):
+    location, role = location_and_role(request.user, pk)
+    if not location.may_view_check(request.user, role):
         return _refuse_view()
     signed = get_object_or_404(CommissioningReport, pk=report_pk, location=location)
     return render(request, "dashboard/report.html", {**report_context(signed), "pdf_available": pdf_available()})
@@ -393,8 +382,8 @@ def report(request: HttpRequest, pk: int, report_pk: int) -> HttpResponse:
 @require_safe
 def report_pdf(request: HttpRequest, pk: int, report_pk: int) -> HttpResponse:
     """The printable report as a PDF (WeasyPrint, with the page's print stylesheet)."""
-    location, role = _get_location_for_user(request, pk)
-    if not may_view(request.user, role):
+    location, role = location_and_role(request.user, pk)
+    if not location.may_view_check(request.user, role):
         return _refuse_view()
     signed = get_object_or_404(CommissioningReport, pk=report_pk, location=location)
     pdf = render_pdf(render_to_string("dashboard/report.html", report_context(signed), request))

@@ -19,23 +19,11 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST, require_safe
 
 from dashboard import broadcast, cards, usage
-from dashboard.access import support_note
+from dashboard.access import location_and_role, support_note
 from dashboard.forms import DateOutOfRange, RelayForm, UsageForm
-from devices.models import SUPPORT, Event, Location, Membership, Relay, supports_all_locations
+from devices.models import SUPPORT, Event, Location, Relay
 from metering import live
-from metering.commands import TIMED_MINUTES, CommandError, request_relay
-
-
-def _get_location_for_user(request: HttpRequest, pk: int) -> tuple[Location, str]:
-    """The location if ``request.user`` may see it, else 404 (never someone else's data), and
-    the user's role there ("owner", "viewer", "installer" or "support")."""
-    location = get_object_or_404(Location.objects.visible_to(request.user), pk=pk)
-    return location, location.role_of(request.user)
-
-
-def _may_switch(request: HttpRequest, role: str) -> bool:
-    """Owners and support staff switch relays; viewers and installers only see them."""
-    return role == Membership.OWNER or supports_all_locations(request.user)
+from metering.relays import TIMED_MINUTES, CommandError, request_relay
 
 
 def _today(location: Location) -> date:
@@ -72,11 +60,11 @@ def home(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_safe
 def location_dashboard(request: HttpRequest, pk: int) -> HttpResponse:
-    location, role = _get_location_for_user(request, pk)
+    location, role = location_and_role(request.user, pk)
     builders = {
         "card-live-values": lambda: cards.live_values_context(location, live.latest(location.pk)),
         "card-inputs": lambda: cards.inputs_context(location, live.latest(location.pk)),
-        "card-relays": lambda: cards.relays_context(location, _may_switch(request, role)),
+        "card-relays": lambda: cards.relays_context(location, location.may_switch(request.user, role)),
         "card-usage": lambda: _usage(location, request.GET),
         "card-events": lambda: cards.events_context(
             location, request.GET.get("kind", ""), request.GET.get("page", 1), params=request.GET
@@ -101,7 +89,7 @@ def location_dashboard(request: HttpRequest, pk: int) -> HttpResponse:
 @require_safe
 def usage_csv(request: HttpRequest, pk: int) -> HttpResponse:
     """Exactly the numbers the usage chart plots for the same ``period`` and ``date``."""
-    location, _ = _get_location_for_user(request, pk)
+    location, _ = location_and_role(request.user, pk)
     try:
         context = _usage(location, request.GET)
     except DateOutOfRange as refused:
@@ -117,9 +105,9 @@ def usage_csv(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def switch_relay(request: HttpRequest, pk: int, relay_id: int) -> HttpResponse:
     """Ask the device to switch a relay. Its state changes when the device acknowledges."""
-    location, role = _get_location_for_user(request, pk)
+    location, role = location_and_role(request.user, pk)
     relay = get_object_or_404(Relay.objects.select_related("module"), pk=relay_id, module__location=location)
-    if not _may_switch(request, role):
+    if not location.may_switch(request.user, role):
         return HttpResponseForbidden("Only the owner of this location switches its relays.")
     form = RelayForm(request.POST)
     error = None

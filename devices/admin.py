@@ -1,7 +1,7 @@
 """Django admin for installations: locations with their modules and loads, gateways, events.
 
-Every form applies the installation rules of :mod:`devices.rules` — the models' ``clean()`` for
-each object, :class:`RulesInlineFormSet` for what only shows across the rows of an inline (two
+Every form applies the installation rules of :mod:`devices.rules` — :class:`RulesModelForm` for
+each object (:func:`devices.installation.check_pending`), :class:`RulesInlineFormSet` for what only shows across the rows of an inline (two
 CTs of one load on the same phase, say) — so an admin reads the message the import command prints.
 
 Actions on locations: *Export installation file* downloads ``installation-<id>-<name>.json``
@@ -27,8 +27,10 @@ from django.utils.text import slugify
 
 from devices import catalogue
 from devices.installation import (
+    check_pending,
     export_installation,
     field_for,
+    location_violations,
     pending_errors,
     rotate_gateway_token,
     row_key,
@@ -54,14 +56,19 @@ from devices.models import (
 
 
 class RulesModelForm(forms.ModelForm):
-    """A model form that moves installation-rule errors from the top of the form to their field.
+    """A model form that checks its object against the installation rules and shows each error
+    at its field.
 
-    The models' ``clean()`` raises rule errors as non-field errors naming their field in
-    ``params`` (the model cannot know which fields a form has); this form knows.
+    :func:`devices.installation.check_pending` raises rule errors as non-field errors naming
+    their field in ``params`` (it cannot know which fields a form has); this form knows.
     """
 
     def _post_clean(self) -> None:
         super()._post_clean()
+        try:  # even beside field errors, as Django runs a model's clean()
+            check_pending(self.instance)
+        except ValidationError as problem:
+            self._update_errors(problem)
         errors = self._errors.get(NON_FIELD_ERRORS) if self._errors else None
         if not errors:
             return
@@ -247,7 +254,7 @@ class LocationAdmin(admin.ModelAdmin):
     def installation_check(self, location: Location) -> str:
         if not location.pk:
             return "—"
-        violations = location.installation_violations()
+        violations = location_violations(location)
         if not violations:
             return "No rule of the manual is broken."
         return format_html(

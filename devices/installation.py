@@ -704,10 +704,24 @@ def field_for(violation: Violation, path: str | None) -> str | None:
     return FIELD_FOR_PATH.get(rest, rest)
 
 
+def clean_with_rules(obj: models.Model) -> None:
+    """``obj.full_clean()`` and the installation rules (:func:`check_pending`), their errors
+    raised together: the check for code that edits rows directly. The admin's forms do the same
+    (:class:`devices.admin.RulesModelForm`)."""
+    errors: dict = {}
+    for check in (obj.full_clean, lambda: check_pending(obj)):
+        try:
+            check()
+        except ValidationError as problem:
+            errors = problem.update_error_dict(errors)
+    if errors:
+        raise ValidationError(errors)
+
+
 def check_pending(obj: models.Model) -> None:
     """Raise the ValidationError an edit of ``obj`` deserves under the installation rules.
 
-    Used by the models' ``clean()``. The errors are non-field errors (the form showing them may
+    Used by :func:`clean_with_rules` and the admin's forms. The errors are non-field errors (the form showing them may
     not have every field); each carries ``params={"field": ...}`` naming the model field it is
     about, when there is one, so forms can show it next to that field.
     """

@@ -1,7 +1,9 @@
 """Installations and their modules (SPEC section 2), device credentials and events.
 
-The manual's installation rules live in :mod:`devices.rules`; models call them from
-``clean()`` so admin forms, the import command and APIs enforce the same rules.
+The manual's installation rules live in :mod:`devices.rules` and are applied to whole
+installations by :mod:`devices.installation` (which imports these models, never the other way
+round): the admin's forms, the import command, the installation check's fixes and any API that
+edits rows call :func:`devices.installation.clean_with_rules` or the import.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from django.db import models
 from django.utils import timezone
 
 from devices import catalogue
-from devices.rules import Violation, timezone_names
+from devices.rules import timezone_names
 
 
 def _choices(mapping: dict[str, str]) -> list[tuple[str, str]]:
@@ -26,21 +28,6 @@ def _choices(mapping: dict[str, str]) -> list[tuple[str, str]]:
 def validate_timezone(value: str) -> None:
     if value not in timezone_names():
         raise ValidationError(f"{value!r} is not a time zone name such as Europe/Brussels.")
-
-
-class InstallationRules:
-    """Mixin for the parts of an installation: ``clean()`` refuses an edit that breaks a rule.
-
-    The rules are those of :mod:`devices.rules`, applied to the whole installation with this
-    object's pending values (and those of its in-memory parents) laid over the stored rows, so a
-    form shows exactly the message the import command prints.
-    """
-
-    def clean(self) -> None:
-        super().clean()
-        from devices.installation import check_pending
-
-        check_pending(self)
 
 
 # Support staff: may see and act on every location, including those they are no member of
@@ -65,7 +52,7 @@ class LocationQuerySet(models.QuerySet):
         return self.filter(memberships__user=user).distinct()
 
 
-class Location(InstallationRules, models.Model):
+class Location(models.Model):
     name = models.CharField(max_length=120)
     address = models.CharField(max_length=250, blank=True)
     timezone = models.CharField(max_length=64, default="Europe/Brussels", validators=[validate_timezone])
@@ -88,12 +75,6 @@ class Location(InstallationRules, models.Model):
     def zoneinfo(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
-    def installation_violations(self) -> list[Violation]:
-        """Every installation rule this location breaks, as the import command would report it."""
-        from devices.installation import location_violations
-
-        return location_violations(self)
-
     def role_of(self, user) -> str | None:
         """The user's role here ("owner", "viewer", "installer"); "support" for a user with
         :data:`SUPPORT_PERMISSION` who is no member; else None."""
@@ -103,6 +84,24 @@ class Location(InstallationRules, models.Model):
         if membership:
             return membership.role
         return SUPPORT if supports_all_locations(user) else None
+
+    # Who may do what here. Each takes the user's role when the caller has it already
+    # (:meth:`role_of` is one query), else looks it up.
+
+    def may_switch(self, user, role: str | None = None) -> bool:
+        """Owners and support staff switch relays; viewers and installers only see them."""
+        role = self.role_of(user) if role is None else role
+        return role == Membership.OWNER or bool(role and supports_all_locations(user))
+
+    def may_view_check(self, user, role: str | None = None) -> bool:
+        """The installer, the owner (read-only) and support staff see the installation check and its reports."""
+        role = self.role_of(user) if role is None else role
+        return role in (Membership.INSTALLER, Membership.OWNER) or bool(role and supports_all_locations(user))
+
+    def may_fix(self, user, role: str | None = None) -> bool:
+        """The installer and support staff change the installation from the check and sign it off."""
+        role = self.role_of(user) if role is None else role
+        return role == Membership.INSTALLER or bool(role and supports_all_locations(user))
 
 
 class Membership(models.Model):
@@ -126,7 +125,7 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-class Gateway(InstallationRules, models.Model):
+class Gateway(models.Model):
     location = models.OneToOneField(Location, on_delete=models.CASCADE, related_name="gateway")
     model = models.CharField(max_length=16, choices=_choices(catalogue.GATEWAY_MODELS))
     serial = models.CharField(max_length=64, unique=True)
@@ -159,7 +158,7 @@ class Gateway(InstallationRules, models.Model):
         return cls.objects.select_related("location").filter(token_hash=hash_token(token)).first()
 
 
-class PowerBox(InstallationRules, models.Model):
+class PowerBox(models.Model):
     location = models.OneToOneField(Location, on_delete=models.CASCADE, related_name="powerbox")
     serial = models.CharField(max_length=64, unique=True)
     bus_a_length_m = models.FloatField("CT bus (A) length (m)", null=True, blank=True)
@@ -173,7 +172,7 @@ class PowerBox(InstallationRules, models.Model):
         return f"Power Box {self.serial}"
 
 
-class CtModule(InstallationRules, models.Model):
+class CtModule(models.Model):
     """A module on bus A: a CT Hub (inputs A–D) or a Solid Core 3-Phase CT (inputs A–C)."""
 
     HUB, SOLID_CORE = "hub", "solid-core"
@@ -196,7 +195,7 @@ class CtModule(InstallationRules, models.Model):
         return catalogue.CT_HUB_INPUTS if self.kind == self.HUB else catalogue.SOLID_CORE_INPUTS
 
 
-class CtInput(InstallationRules, models.Model):
+class CtInput(models.Model):
     module = models.ForeignKey(CtModule, on_delete=models.CASCADE, related_name="inputs")
     letter = models.CharField(max_length=1)
     ct_type = models.CharField("CT type", max_length=24, choices=[(t, t) for t in catalogue.CT_TYPES])
@@ -219,7 +218,7 @@ class CtInput(InstallationRules, models.Model):
         return catalogue.CT_TYPES[self.ct_type]
 
 
-class InputModule(InstallationRules, models.Model):
+class InputModule(models.Model):
     location = models.ForeignKey(Location, on_delete=models.CASCADE, related_name="input_modules")
     serial = models.CharField(max_length=64, unique=True)
 
@@ -231,7 +230,7 @@ class InputModule(InstallationRules, models.Model):
         return f"Input module {self.serial}"
 
 
-class DigitalInput(InstallationRules, models.Model):
+class DigitalInput(models.Model):
     module = models.ForeignKey(InputModule, on_delete=models.CASCADE, related_name="inputs")
     number = models.CharField(max_length=1)
     name = models.CharField(max_length=80)
@@ -251,7 +250,7 @@ class DigitalInput(InstallationRules, models.Model):
         return f"{self.module.serial}/{self.number}"
 
 
-class OutputModule(InstallationRules, models.Model):
+class OutputModule(models.Model):
     location = models.ForeignKey(Location, on_delete=models.CASCADE, related_name="output_modules")
     serial = models.CharField(max_length=64, unique=True)
     mode = models.CharField(max_length=10, choices=_choices(catalogue.OUTPUT_MODES), default="separate")
@@ -264,7 +263,7 @@ class OutputModule(InstallationRules, models.Model):
         return f"Output module {self.serial}"
 
 
-class Relay(InstallationRules, models.Model):
+class Relay(models.Model):
     module = models.ForeignKey(OutputModule, on_delete=models.CASCADE, related_name="relays")
     number = models.CharField(max_length=1)
     name = models.CharField(max_length=80)
@@ -284,7 +283,7 @@ class Relay(InstallationRules, models.Model):
         return f"{self.module.serial}/{self.number}"
 
 
-class Load(InstallationRules, models.Model):
+class Load(models.Model):
     location = models.ForeignKey(Location, on_delete=models.CASCADE, related_name="loads")
     name = models.CharField(max_length=80)
     kind = models.CharField(max_length=12, choices=_choices(catalogue.LOAD_KINDS))
@@ -298,7 +297,7 @@ class Load(InstallationRules, models.Model):
         return f"{self.name} ({self.get_kind_display()})"
 
 
-class LoadCt(InstallationRules, models.Model):
+class LoadCt(models.Model):
     """One CT of a load: which input, on which phase, in which direction."""
 
     load = models.ForeignKey(Load, on_delete=models.CASCADE, related_name="cts")

@@ -14,7 +14,7 @@ from django.dispatch import Signal
 
 from metering import validation
 from metering.core import FrameResult
-from metering.frames import SampleFrame
+from metering.ingest.frames import SampleFrame
 from metering.installed import Installed
 
 log = logging.getLogger(__name__)

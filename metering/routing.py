@@ -2,6 +2,6 @@
 
 from django.urls import path
 
-from metering.consumers import IngestConsumer
+from metering.ingest.ws import IngestConsumer
 
 websocket_urlpatterns = [path("ws/ingest/", IngestConsumer.as_asgi())]

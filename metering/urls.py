@@ -1,11 +1,12 @@
 from django.urls import path
 
 from metering import api
+from metering.ingest import http
 
 app_name = "api"
 
 urlpatterns = [
-    path("ingest/frames", api.ingest, name="ingest-frames"),
-    path("ingest/acks", api.acknowledge, name="ingest-acks"),
+    path("ingest/frames", http.frames, name="ingest-frames"),
+    path("ingest/acks", http.acknowledgement, name="ingest-acks"),
     path("locations/<int:location_id>/live", api.live_values, name="live"),
 ]

@@ -13,9 +13,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from metering import cadence
 from metering.commissioning import Commissioning, Finding
-from metering.frames import SampleFrame
+from metering.ingest import cadence
+from metering.ingest.frames import SampleFrame
 from metering.installed import Installed
 
 log = logging.getLogger(__name__)

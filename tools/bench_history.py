@@ -185,7 +185,7 @@ def _make_locations(count: int):
     from django.contrib.auth.models import User
 
     from devices.models import Load
-    from tests.factories import make_location
+    from tools.fixtures import make_location
 
     owner = User.objects.create_user("bench-owner", password="x")
     locations = []
@@ -344,7 +344,8 @@ def _time_write_bucket(location) -> None:
 
     from django.db import transaction
 
-    from metering import ingest, rollups
+    from metering import rollups
+    from metering.ingest import process
 
     setup = SimpleNamespace(location_id=location.pk, timezone=location.timezone, load_ids={}, inputs={})
     first = datetime(YEAR, 6, 1, 12, tzinfo=UTC).timestamp()
@@ -359,7 +360,7 @@ def _time_write_bucket(location) -> None:
                 bucket = {"start": first + 300 * (k % 24), "location": {"consumption_wh": 1.0, "seconds": 30.0}}
                 began = time.perf_counter()
                 with transaction.atomic():
-                    ingest.write_bucket(setup, bucket)
+                    process.write_bucket(setup, bucket)
                 times.append((time.perf_counter() - began) * 1000)
             figures[label] = (float(np.median(times)), float(np.percentile(times, 95)))
         finally:

@@ -4,7 +4,7 @@ How a frame flows (every sum is over channels at once, no Python loop per CT):
 
 1. the samples are checked once per frame, not per channel, when they are float arrays of
    one length and dtype; when they are consecutive rows of one 2-D array (a frame decoded by
-   :mod:`metering.frames`, or :func:`compute_block`) they are used in place, else the
+   :mod:`metering.ingest.frames`, or :func:`compute_block`) they are used in place, else the
    currents are copied into one ``(channels, samples)`` block just before they are streamed.
    A carry's samples stay in their own small arrays in front;
 2. the voltages (carry, then frame) are copied into the first rows of a basis over the whole
@@ -140,7 +140,7 @@ def compute_frame(
 
     *Samples in place.* Arrays of float64 (or float32) are read, never written. When the
     configuration's voltages, or its CTs, are consecutive rows of one 2-D array in the
-    configuration's order - as :func:`metering.frames.decode_binary` hands them out - they
+    configuration's order - as :func:`metering.ingest.frames.decode_binary` hands them out - they
     are used as a view of it; otherwise the currents are copied into one block once.
     """
     plan = _plan(config)
@@ -664,7 +664,7 @@ def _rows_view(base: np.ndarray, pointers: list[int], n: int) -> np.ndarray | No
 
     Rows of ``n`` items of ``base``'s dtype starting there are exactly that view's rows when
     they start one base row apart, in order, and the view lies inside the base: e.g. a frame
-    decoded into one block (:mod:`metering.frames`) with its CTs in the configuration's order.
+    decoded into one block (:mod:`metering.ingest.frames`) with its CTs in the configuration's order.
     """
     step, column = base.strides
     if step <= 0 or column != base.itemsize:

@@ -65,7 +65,7 @@ def test_runserver_serves_with_the_same_server():
 
 def test_before_serving_it_leaves_the_startup_objects_out_of_full_collections(monkeypatch):
     # Full collections walking every module, model and URL pattern paused the server for
-    # 100-150 ms every few seconds under load (dashboard.bench).
+    # 100-150 ms every few seconds under load (tools.bench_push).
     monkeypatch.setattr(Server, "run", lambda self: None)
     thresholds = gc.get_threshold()
     try:

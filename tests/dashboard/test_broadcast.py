@@ -11,7 +11,8 @@ from django.core.cache import cache
 
 from dashboard import broadcast
 from devices.models import Event
-from metering import cadence, live
+from metering import live
+from metering.ingest import cadence
 from tests.dashboard.conftest import ingest
 from tests.factories import make_location, star_frame
 

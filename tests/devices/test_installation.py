@@ -8,6 +8,7 @@ from devices.installation import (
     InstallationError,
     export_installation,
     import_installation,
+    location_violations,
     validate_installation,
 )
 from devices.models import (
@@ -365,7 +366,7 @@ def test_it_lists_the_violations_of_a_stored_location():
     LoadCt.objects.filter(ct_input__letter="D").update(phase="L3", reversed=True)
     Location.objects.filter(pk=location.pk).update(topology="2P+N")
 
-    findings = [str(v) for v in Location.objects.get().installation_violations()]
+    findings = [str(v) for v in location_violations(Location.objects.get())]
 
     assert findings == [
         "loads[0].cts[2].phase: Phase L3 does not exist in a 2P+N installation (split phase 2×120 V, Americas): "

@@ -79,14 +79,14 @@ def changes(before: dict, after: dict) -> dict:
 def forget_ingest_state() -> None:
     """Start an example afresh: no cached live values or installations, no leftover samples.
 
-    ``metering.ingest`` keeps each Power Box's leftover samples in the process; an example must
+    ``metering.ingest.process`` keeps each Power Box's leftover samples in the process; an example must
     not depend on what an earlier example left there (or shrinking finds a different failure).
     """
-    from metering import ingest
+    from metering.ingest import process
 
     cache.clear()
-    with ingest._carry_lock:
-        ingest._carries.clear()
+    with process._carry_lock:
+        process._carries.clear()
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ import numpy as np
 import orjson
 from hypothesis import strategies as st
 
-from metering.frames import encode_binary, frame_from_dict
+from metering.ingest.frames import encode_binary, frame_from_dict
 
 FS_HZ = 6400.0
 N_SAMPLES = 320  # 50 ms: two and a half cycles of 50 Hz, small enough for hundreds of examples

@@ -177,7 +177,7 @@ def mqtt_envelope(case: Case, token: str | None, shape: str) -> tuple[bytes, boo
 @settings(max_examples=budget(150))
 @given(case=json_case, topic=st.sampled_from(TOPICS), who=TOKENS, shape=st.sampled_from(("frames", "frame", "inline")))
 def test_it_answers_every_hostile_mqtt_message_with_an_error_reply_and_changes_nothing(houses, case, topic, who, shape):
-    from metering.mqtt import handle_message
+    from metering.ingest.mqtt import handle_message
 
     payload, must_refuse = mqtt_envelope(case, token_of(houses, who), shape)
     forget_ingest_state()

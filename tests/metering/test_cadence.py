@@ -1,8 +1,8 @@
-"""Periodic work per location at a phase of its own (metering.cadence)."""
+"""Periodic work per location at a phase of its own (metering.ingest.cadence)."""
 
 import numpy as np
 
-from metering import cadence
+from metering.ingest import cadence
 
 
 def test_two_hundred_locations_are_spread_over_the_period():

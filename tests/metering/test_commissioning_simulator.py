@@ -1,6 +1,6 @@
 """Commissioning checks on the simulated house: its miswire and reverse hooks, its appliances.
 
-The house (:mod:`metering.simulator.house`) has realistic appliances (a heat pump at power
+The house (:mod:`tools.simulator.house`) has realistic appliances (a heat pump at power
 factor 0.7, a fridge's compressor, an induction hob's distorted current, unmetered base loads,
 a solar inverter following the sun). Its Output module relays switch the appliances on and off
 from frame to frame, as an installer would while validating.
@@ -16,7 +16,7 @@ import pytest
 
 from metering.commissioning import Commissioning, Finding
 from metering.core.config import CtChannel, MeterConfig
-from metering.simulator.house import House
+from tools.simulator.house import House
 
 ALARMS = ("phase", "reversed", "inconsistent", "sequence", "kirchhoff", "no_voltage")
 BRUSSELS = ZoneInfo("Europe/Brussels")

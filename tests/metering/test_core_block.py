@@ -1,6 +1,6 @@
 """Frames whose channels are rows of one block: used in place, same results as copies.
 
-:mod:`metering.frames` decodes a frame into one ``(channels, samples)`` block and hands out its
+:mod:`metering.ingest.frames` decodes a frame into one ``(channels, samples)`` block and hands out its
 rows. The core uses those rows as a view of the block when they are the configuration's
 channels in its order, and copies them otherwise; :func:`compute_block` takes the blocks
 themselves.
@@ -16,7 +16,7 @@ import pytest
 from metering.core import CtChannel, MeterConfig, compute_block, compute_frame
 from metering.core.frame import _fast_blocks
 from metering.core.synth import distorted, sample_frame, star_voltages
-from metering.frames import SampleFrame, decode_binary, encode_binary
+from metering.ingest.frames import SampleFrame, decode_binary, encode_binary
 
 FS = 6400.0
 CTS = ("CTH-0001/A", "CTH-0001/B", "CTH-0001/C", "CTH-0001/D")
@@ -42,7 +42,7 @@ def signals(n: int = 6400, extra: tuple[str, ...] = ()):
 
 
 def as_block(voltages: dict, currents: dict) -> tuple[dict, dict, np.ndarray]:
-    """The channels as rows of one block, voltages first (as metering.frames decodes them)."""
+    """The channels as rows of one block, voltages first (as metering.ingest.frames decodes them)."""
     block = np.array([*voltages.values(), *currents.values()])
     rows = dict(zip([*voltages, *currents], block))
     return {k: rows[k] for k in voltages}, {k: rows[k] for k in currents}, block

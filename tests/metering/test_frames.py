@@ -16,7 +16,7 @@ import numpy as np
 import orjson
 import pytest
 
-from metering.frames import (
+from metering.ingest.frames import (
     EARLIEST_T,
     MAX_CHANNELS,
     MAX_CLOCK_AHEAD_S,
@@ -865,7 +865,7 @@ def test_it_refuses_a_t_too_large_for_a_float_naming_the_field():
 
 
 def test_it_does_not_import_django():
-    probe = "import sys, metering.frames; print(sorted(m for m in sys.modules if m.split('.')[0] == 'django'))"
+    probe = "import sys, metering.ingest.frames; print(sorted(m for m in sys.modules if m.split('.')[0] == 'django'))"
 
     out = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True)
 

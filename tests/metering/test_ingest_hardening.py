@@ -7,7 +7,7 @@ import pytest
 from django.core.cache import cache
 
 from devices.models import Event
-from metering.ingest import BUCKET_S, bucket_start
+from metering.ingest.process import BUCKET_S, bucket_start
 from metering.models import InputCount, PowerBoxState
 from tests.factories import make_location
 from tests.metering.hardening_frames import frame, gas, now, post, statuses, stored_state

@@ -179,7 +179,7 @@ def test_a_token_revoked_behind_the_servers_back_is_refused_within_the_remember_
     import time
 
     from devices.models import Gateway
-    from metering import auth
+    from metering.ingest import auth
 
     location, token = house
     assert post(client, star_frame(seq=1), token).status_code == 200
@@ -366,7 +366,7 @@ def test_it_serves_live_values_only_to_members_and_the_gateway(client, house, st
 
 
 def test_it_hands_pending_relay_commands_to_a_polling_device_and_takes_its_ack(client, house, owner):
-    from metering.commands import request_relay
+    from metering.relays import request_relay
 
     location, token = house
     relay = location.output_modules.get().relays.get(number="1")
@@ -436,12 +436,12 @@ def test_it_writes_each_frames_energy_into_its_five_minute_bucket(client, house)
 
 
 def test_it_keeps_registers_across_a_restart_without_a_spike(client, house):
-    from metering import ingest
+    from metering.ingest import process
 
     _, token = house
     post(client, star_frame(seq=1, t=T0), token)
     before = PowerBoxState.objects.get().registers["load"]["Grid"][0]
-    ingest._carries.clear()  # what a restarted process has
+    process._carries.clear()  # what a restarted process has
     post(client, star_frame(seq=2, t=T0 + 1.0), token)
     after = PowerBoxState.objects.get().registers["load"]["Grid"][0]
     assert after - before == pytest.approx(1750 / 3600, abs=ONE_CYCLE_WH(1750))

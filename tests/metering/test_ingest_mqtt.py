@@ -12,8 +12,9 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from devices.models import Event
+from metering.ingest.broker import broker_address
+from metering.ingest.mqtt import MqttIngest
 from metering.models import PowerBoxState
-from metering.mqtt import MqttIngest, broker_address
 from tests.factories import T0, make_location, star_frame
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.services]
@@ -119,7 +120,7 @@ def test_it_refuses_a_malformed_frame_naming_the_field(worker, device):
 
 
 def test_it_sends_relay_commands_on_the_commands_topic(worker, device, settings, mqtt_url, owner):
-    from metering.commands import request_relay
+    from metering.relays import request_relay
 
     settings.MQTT_URL = mqtt_url
     location, token = make_location()

@@ -26,10 +26,10 @@ from channels.testing import WebsocketCommunicator
 
 from config.asgi import application
 from devices.models import Gateway, hash_token
-from metering.bench_ingest import reference_frame
-from metering.frames import MAX_FRAME_BYTES, encode_binary, frame_from_dict
+from metering.ingest.frames import MAX_FRAME_BYTES, encode_binary, frame_from_dict
 from tests.factories import make_location, star_frame
 from tests.loops import run_in_own_loop
+from tools.bench_ingest import reference_frame
 
 REPO = Path(__file__).resolve().parents[2]
 URL = "/api/v1/ingest/frames"
@@ -58,7 +58,7 @@ def server():
             "ALLOWED_HOSTS": "127.0.0.1,localhost",
             "SECURE_SSL_REDIRECT": "0",
         }
-        install = "import sys; from metering.bench_ingest import setup_django, install; setup_django(sys.argv[1], False); print(install()[1])"
+        install = "import sys; from tools.bench_ingest import setup_django, install; setup_django(sys.argv[1], False); print(install()[1])"
         token = subprocess.run(
             [sys.executable, "-c", install, var_dir], cwd=REPO, env=env, check=True, capture_output=True, text=True
         ).stdout.split()[-1]
@@ -364,7 +364,7 @@ def test_it_looks_at_kept_tokens_without_touching_the_cache_on_the_event_loop(mo
     """The gate runs on the server's event loop: a cache (Redis) that is down or hangs must not
     reach it; an unknown token then goes to the lookup on the gate's thread."""
     from metering import installed
-    from metering.auth import kept_gateway_for
+    from metering.ingest.auth import kept_gateway_for
 
     def down(*args, **kwargs):
         raise ConnectionError("Redis is down")

@@ -8,7 +8,7 @@ from channels.testing import WebsocketCommunicator
 
 from config.asgi import application
 from devices.models import Event
-from metering.frames import encode_binary, frame_from_dict
+from metering.ingest.frames import encode_binary, frame_from_dict
 from metering.models import PowerBoxState, RelayCommand
 from tests.factories import make_location, star_frame
 
@@ -103,7 +103,7 @@ def test_it_answers_a_bad_frame_with_an_error_and_keeps_the_socket(house):
 def test_it_forwards_relay_commands_and_applies_the_devices_acknowledgement(house, owner):
     from asgiref.sync import async_to_sync
 
-    from metering.commands import request_relay
+    from metering.relays import request_relay
 
     location, token = house
     relay = location.output_modules.get().relays.get(number="1")

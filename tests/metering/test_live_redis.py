@@ -53,7 +53,7 @@ def test_it_sends_relay_commands_to_a_device_socket_through_the_redis_layer(redi
     from channels.testing import WebsocketCommunicator
 
     from config.asgi import application
-    from metering.commands import request_relay
+    from metering.relays import request_relay
 
     location, token = make_location()
     relay = location.output_modules.get().relays.get(number="1")

@@ -25,7 +25,7 @@ from django.conf import settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.sessions.backends.db import SessionStore
 
-from metering.frames import encode_binary, frame_from_dict
+from metering.ingest.frames import encode_binary, frame_from_dict
 from metering.models import PowerBoxState
 from tests.dashboard.test_browser import free_port
 from tests.factories import make_location, star_frame

@@ -18,10 +18,9 @@ import redis
 from django.db import connection
 
 from devices.models import Event, Gateway
-from metering.frames import decode_binary, encode_binary, frame_from_dict, parse_frames
-from metering.ingest import ingest_frames
-from metering.models import PowerBoxState
-from metering.pipeline.stream import (
+from metering.ingest.frames import decode_binary, encode_binary, frame_from_dict, parse_frames
+from metering.ingest.process import ingest_frames
+from metering.ingest.stream import (
     GROUP,
     Busy,
     Entry,
@@ -32,7 +31,8 @@ from metering.pipeline.stream import (
     shard_of,
     unpack_frames,
 )
-from metering.pipeline.worker import Worker, process
+from metering.ingest.worker import Worker, process
+from metering.models import PowerBoxState
 from tests.factories import T0, make_location, star_frame
 
 BASE_DIR = Path(__file__).resolve().parents[2]
@@ -320,7 +320,7 @@ def test_it_processes_a_dead_workers_pending_frames_once_and_in_order(redis_stre
     waiting = [redis_stream._send(gateway, frames(seq), "HTTP", None) for seq in range(1, 7)]
     read = redis_stream.read("dead", {shard: ">"}, 10, None)
     assert [len(entries) for _, entries in read] == [6]
-    from metering.pipeline.stream import entry_from
+    from metering.ingest.stream import entry_from
 
     for _, fields in read[0][1][:3]:
         process(entry_from(fields))  # committed, never acknowledged nor answered
@@ -472,7 +472,7 @@ def test_it_counts_every_acknowledged_frame_once_when_a_worker_process_is_killed
 def test_it_processes_a_frame_again_after_the_database_failed(redis_stream, workers, monkeypatch):
     from django.db import OperationalError
 
-    from metering.pipeline import worker as worker_module
+    from metering.ingest import worker as worker_module
 
     location, _ = make_location()
     gateway = Gateway.objects.get(location=location)

@@ -12,7 +12,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from metering import history, rollups
-from metering.ingest import write_bucket
+from metering.ingest.process import write_bucket
 from metering.models import LocationEnergy, LocationEnergyDay, LocationEnergyHour, LocationEnergyMonth
 from tests.factories import make_location
 

@@ -4,7 +4,7 @@ import tracemalloc
 
 import pytest
 
-from metering.sequence import WINDOW, Arrival, SeqWindow
+from metering.ingest.sequence import WINDOW, Arrival, SeqWindow
 
 
 def feed(window: SeqWindow, seqs: list[int]) -> list[Arrival]:
@@ -60,7 +60,7 @@ def test_it_refuses_frames_older_than_the_window():
     assert window.classify(5 + WINDOW) == Arrival.LATE
 
 
-# The largest seq a frame may carry (metering.frames refuses 2**53 and above).
+# The largest seq a frame may carry (metering.ingest.frames refuses 2**53 and above).
 LARGEST_SEQ = 2**53 - 1
 
 

@@ -4,7 +4,7 @@ import orjson
 import pytest
 
 from devices.models import Event
-from metering.watchdog import report_offline_gateways
+from metering.ingest.watchdog import report_offline_gateways
 from tests.factories import T0, make_location, star_frame
 
 pytestmark = pytest.mark.django_db

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from metering.mqtt import SHARE_GROUP, MqttIngest
+from metering.ingest.mqtt import SHARE_GROUP, MqttIngest
 
 
 class Command(BaseCommand):

@@ -6,8 +6,8 @@ import threading
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from metering.pipeline.stream import RedisStream
-from metering.pipeline.worker import Worker
+from metering.ingest.stream import RedisStream
+from metering.ingest.worker import Worker
 
 
 def parse_shards(text: str, shards: int) -> set[int]:

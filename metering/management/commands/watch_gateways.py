@@ -5,7 +5,7 @@ import time
 from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 
-from metering.watchdog import report_offline_gateways
+from metering.ingest.watchdog import report_offline_gateways
 
 
 class Command(BaseCommand):

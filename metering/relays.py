@@ -11,15 +11,13 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
-from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 from django.dispatch import Signal
 from django.utils import timezone
 
 from devices.models import Event, Gateway, Relay
+from metering.ingest.broker import send_to_gateway
 from metering.models import RelayCommand
 
 log = logging.getLogger(__name__)
@@ -51,19 +49,7 @@ def request_relay(relay: Relay, on: bool, minutes: int | None = None, user=None)
 
 
 def deliver(gateway: Gateway, command: RelayCommand) -> None:
-    from metering.consumers import gateway_group
-
-    message = command.as_message()
-    layer = get_channel_layer()
-    if layer is not None:
-        async_to_sync(layer.group_send)(gateway_group(gateway.pk), {"type": "device.command", "command": message})
-    if settings.MQTT_URL:
-        from metering.mqtt import publish_command
-
-        try:
-            publish_command(settings.MQTT_URL, gateway.serial, message)
-        except OSError as exc:  # the broker is down: HTTP polling and the WebSocket still deliver
-            log.warning("could not publish command %s over MQTT: %s", command.pk, exc)
+    send_to_gateway(gateway.pk, gateway.serial, command.as_message())
 
 
 def _pending_key(location_id: int) -> str:

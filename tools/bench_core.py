@@ -1,4 +1,4 @@
-"""Benchmark of the metering core: ``python -m metering.bench``.
+"""Benchmark of the metering core: ``python -m tools.bench_core``.
 
 Builds the reference frame of a fully equipped Power Box (3 voltages and 28 CTs, 7 CT Hubs,
 fs = 6,400 Hz, 1 s, 50 Hz mains with harmonics, noise and sensor offsets) and reports,
@@ -13,7 +13,7 @@ single-threaded, for float64 and float32 frames:
   against the beyond-L2 one: a frame arrives in memory from the network, not hot in a cache;
 - the same for two sources of samples: separate arrays, one per channel (what a caller that
   builds its own arrays hands over; the core copies the currents into one block), and the
-  rows of one block as :func:`metering.frames.decode_binary` returns them (what ingest hands
+  rows of one block as :func:`metering.ingest.frames.decode_binary` returns them (what ingest hands
   over; used in place);
 - the part of a frame that streams all its bytes (the currents' one copy when separate,
   their products with the basis rows, their squares), and ``to_dict``.
@@ -42,7 +42,7 @@ import numpy as np  # noqa: E402
 from metering.core import Carry, CtChannel, FrameResult, MeterConfig, compute_block, compute_frame  # noqa: E402
 from metering.core.frame import _fast_blocks, _products  # noqa: E402
 from metering.core.synth import Frame, distorted, sample_frame, star_voltages  # noqa: E402
-from metering.frames import SampleFrame, decode_binary, encode_binary  # noqa: E402
+from metering.ingest.frames import SampleFrame, decode_binary, encode_binary  # noqa: E402
 
 FS_HZ = 6400.0
 F_HZ = 49.98

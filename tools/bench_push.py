@@ -1,10 +1,10 @@
-"""Live-card push benchmark: ``python -m dashboard.bench [--locations 200]
+"""Live-card push benchmark: ``python -m tools.bench_push [--locations 200]
 [--clients-per-location 2.5] [--seconds 20] [--ramp-seconds 3] [--layer memory|redis|both] [--ingest ws|http]``.
 
 For each channel layer (in-memory, and Redis at ``--redis-url``), one daphne process on a free
-127.0.0.1 port serves :mod:`dashboard.bench_asgi` (the real application plus a bare baseline
+127.0.0.1 port serves :mod:`tools.bench_asgi` (the real application plus a bare baseline
 consumer) with its own SQLite database in a temporary ``VAR_DIR``, prepared before the server
-starts: ``--locations`` star houses (:func:`tests.factories.make_location`) and one user who is
+starts: ``--locations`` star houses (:func:`tools.fixtures.make_location`) and one user who is
 a member of all of them, signed in once for a session cookie. Every location's first frame is
 ingested before anything is measured (it creates the state row and loads the installation).
 Then, back to back, with the same number of sockets and groups:
@@ -70,10 +70,10 @@ from urllib.parse import urlsplit, urlunsplit
 import numpy as np
 import orjson
 
-from metering.bench_ingest import PLAIN_HTTP
+from tools.bench_ingest import PLAIN_HTTP
 
 REPO = Path(__file__).resolve().parent.parent
-ASGI_APP = "dashboard.bench_asgi:application"
+ASGI_APP = "tools.bench_asgi:application"
 FS_HZ = 6400.0
 #: Samples per channel of a frame: 0.1 s at 6,400 Hz, 5 whole mains cycles. The benchmark is
 #: about the pushes; a full 1 s frame would spend the shared cores on JSON parsing.
@@ -142,7 +142,7 @@ def prepare(locations: int, per_location: float, samples: int) -> tuple[list[Sit
     from django.db import connection, transaction
     from django.test import Client
 
-    from tests.factories import make_location, star_frame
+    from tools.fixtures import make_location, star_frame
 
     sites = []
     with transaction.atomic():
@@ -172,7 +172,7 @@ def free_port() -> int:
 
 
 class Server:
-    """``python -m daphne`` serving :mod:`dashboard.bench_asgi` with its own ``VAR_DIR``."""
+    """``python -m daphne`` serving :mod:`tools.bench_asgi` with its own ``VAR_DIR``."""
 
     def __init__(self, var_dir: str, redis_url: str | None):
         self.port = free_port()

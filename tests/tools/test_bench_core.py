@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from metering import bench
 from metering.core import compute_frame
+from tools import bench_core as bench
 
 
 @pytest.mark.parametrize(

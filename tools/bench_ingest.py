@@ -1,4 +1,4 @@
-"""End-to-end ingest benchmark: ``python -m metering.bench_ingest [--seconds S]``.
+"""End-to-end ingest benchmark: ``python -m tools.bench_ingest [--seconds S]``.
 
 Starts a real daphne server on 127.0.0.1 with its own SQLite database (or PostgreSQL/Redis when
 ``--services`` and DATABASE_URL/REDIS_URL are set), installs a location with the reference
@@ -98,7 +98,7 @@ class JsonFrames:
 
 class BinaryFrames:
     def __init__(self):
-        from metering.frames import _HEADER, encode_binary, frame_from_dict
+        from metering.ingest.frames import _HEADER, encode_binary, frame_from_dict
 
         self.body = bytearray(encode_binary(frame_from_dict(reference_frame())))
         # Header: magic, v, flags, n_volt, n_curr, n_inputs, n, seq (u64), t (f64), fs
@@ -239,8 +239,8 @@ def in_process_breakdown(token: str, repeats: int = 30) -> dict[str, float]:
     """Milliseconds per frame for each stage, without the network."""
     from devices.models import Gateway
     from metering.core import compute_frame
-    from metering.frames import decode_binary, parse_frames
-    from metering.ingest import ingest_frames
+    from metering.ingest.frames import decode_binary, parse_frames
+    from metering.ingest.process import ingest_frames
     from metering.installed import installed
     from metering.models import PowerBoxState
 

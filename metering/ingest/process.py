@@ -34,10 +34,10 @@ from django.utils import timezone
 from devices.models import Event, Gateway, PowerBox
 from metering import live, rollups
 from metering.core import Carry, FrameResult, MeterConfig, compute_block, compute_frame
-from metering.frames import FrameError, SampleFrame
+from metering.ingest.frames import FrameError, SampleFrame
+from metering.ingest.sequence import Arrival, SeqWindow
 from metering.installed import Installed, installed
 from metering.models import InputCount, LoadEnergy, LocationEnergy, PowerBoxState
-from metering.sequence import Arrival, SeqWindow
 
 log = logging.getLogger(__name__)
 

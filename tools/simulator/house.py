@@ -44,7 +44,7 @@ physical truth per load.
 
 Behaviour
 ---------
-Loads are mapped to profiles (:mod:`metering.simulator.profiles`) by kind and name: ``solar``
+Loads are mapped to profiles (:mod:`tools.simulator.profiles`) by kind and name: ``solar``
 and ``battery`` by kind, circuits and appliances by keywords ("heat pump", "ev"/"car"/
 "charger", "kitchen"/"cook", "fridge", "boiler", "pump"), anything else a generic circuit.
 A base load, a fridge and an induction hob run unmetered when no load claims them.
@@ -66,7 +66,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import numpy as np
 
 from devices import catalogue
-from metering.simulator import profiles as pr
+from tools.simulator import profiles as pr
 
 __all__ = ["House", "Signature", "Totals"]
 

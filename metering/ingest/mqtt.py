@@ -11,65 +11,31 @@ Topics, per gateway serial:
 
 Workers subscribe through the MQTT v5 shared subscription ``$share/<group>/...``, so several
 ``manage.py ingest_mqtt`` processes split the load. Refused messages become an Event on the
-gateway's location and a log line.
+gateway's location and a log line. A thin adapter over :mod:`metering.ingest.gateway`; commands
+are published by :mod:`metering.ingest.broker`.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from urllib.parse import urlsplit
 
 import orjson
-import paho.mqtt.client as mqtt
 from django.db import close_old_connections, connections
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from devices.models import Event, Gateway, hash_token
-from metering import commands
-from metering.frames import MAX_FRAME_BYTES, MAX_FRAMES_PER_BODY, FrameError, FrameTooLarge, frame_from_dict
-from metering.ingest import record_invalid_frame
-from metering.pipeline.stream import Busy, Refused, stream
+from devices.models import Gateway, hash_token
+from metering.ingest import gateway as gateways
+from metering.ingest.broker import new_client
+from metering.ingest.frames import MAX_FRAME_BYTES, MAX_FRAMES_PER_BODY, FrameError, FrameTooLarge, frame_from_dict
+from metering.ingest.gateway import MQTT
 
 log = logging.getLogger(__name__)
 
 SHARE_GROUP = "infinity"
 FRAMES_TOPIC = "infinity/+/frames"
 ACKS_TOPIC = "infinity/+/acks"
-
-
-def broker_address(url: str) -> tuple[str, int, bool]:
-    parts = urlsplit(url)
-    tls = parts.scheme == "mqtts"
-    return parts.hostname or "127.0.0.1", parts.port or (8883 if tls else 1883), tls
-
-
-def new_client(url: str, client_id: str = "") -> mqtt.Client:
-    host, port, tls = broker_address(url)
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-    parts = urlsplit(url)
-    if parts.username:
-        client.username_pw_set(parts.username, parts.password)
-    if tls:
-        client.tls_set()
-    client._infinity_address = (host, port)  # noqa: SLF001 - remembered for connect()
-    return client
-
-
-def publish_command(url: str, gateway_serial: str, message: dict) -> None:
-    """Publish one relay command to the gateway's commands topic (QoS 1)."""
-    client = new_client(url)
-    host, port = client._infinity_address
-    client.connect(host, port, keepalive=10)
-    client.loop_start()
-    try:
-        info = client.publish(f"infinity/{gateway_serial}/commands", orjson.dumps(message), qos=1)
-        info.wait_for_publish(timeout=5)
-    finally:
-        client.disconnect()
-        client.loop_stop()
 
 
 def handle_message(topic: str, payload: bytes) -> dict:
@@ -80,9 +46,8 @@ def handle_message(topic: str, payload: bytes) -> dict:
     serial, kind = parts[1], parts[2]
     gateway = Gateway.objects.select_related("location").filter(serial=serial).first()
     if len(payload) > MAX_FRAME_BYTES:
-        return _refuse(
-            gateway, serial, FrameTooLarge(f"frame too large: {len(payload)} bytes, limit {MAX_FRAME_BYTES}")
-        )
+        problem = FrameTooLarge(f"frame too large: {len(payload)} bytes, limit {MAX_FRAME_BYTES}")
+        return _refuse(gateway, serial, problem)
     try:
         envelope = orjson.loads(payload)
     except orjson.JSONDecodeError as exc:
@@ -96,52 +61,39 @@ def handle_message(topic: str, payload: bytes) -> dict:
         or not gateway.token_hash
         or hash_token(token) != gateway.token_hash
     ):
-        return _refuse(
-            gateway, serial, FrameError(f"missing or invalid gateway token for {serial}", "token"), unauthenticated=True
-        )
-    try:
-        if kind == "acks":
-            relay = commands.acknowledge(gateway, envelope)
-            return {"type": "ack", "relay": relay.ref, "on": relay.is_on}
-        docs = envelope.get("frames", [envelope["frame"]] if "frame" in envelope else None)
-        if not isinstance(docs, list) or not docs:
-            raise FrameError("the message needs 'frame' (an object) or 'frames' (a non-empty list)", "frames")
-        if len(docs) > MAX_FRAMES_PER_BODY:
-            raise FrameError(f"too many frames in one message: {len(docs)}, limit {MAX_FRAMES_PER_BODY}", "frames")
-        frames = []
-        for index, doc in enumerate(docs):
-            try:
-                frames.append(frame_from_dict(doc))
-            except FrameError as problem:
-                problem.field = f"frames[{index}].{problem.field}" if problem.field else f"frames[{index}]"
-                raise
-        outcome = stream().submit(gateway, frames, "MQTT")
-    except Busy as busy:
-        log.warning("MQTT message for gateway %s not taken: %s", serial, busy.message)
-        return {"type": "error", **busy.as_dict(), "status": busy.status}
-    except Refused as problem:  # recorded where it was refused
-        return {"type": "error", **problem.as_dict()}
-    except commands.CommandError as problem:
-        return _refuse(gateway, serial, FrameError(str(problem), "relay"))
-    except FrameError as problem:
-        return _refuse(gateway, serial, problem)
-    return {"type": "ack", "accepted": [r.as_dict() for r in outcome.receipts]}
+        problem = FrameError(f"missing or invalid gateway token for {serial}", "token")
+        return _refuse(gateway, serial, problem, authenticated=False)
+    if kind == "acks":
+        acknowledged = gateways.acknowledge(gateway, envelope)
+        if acknowledged.problem is not None:
+            return _refuse(gateway, serial, acknowledged.problem)
+        return {"type": "ack", **acknowledged.as_dict()}
+    received = gateways.receive_frames(gateway, MQTT, lambda: frames_of(envelope))
+    if received.problem is not None:
+        return {"type": "error", **received.error()}
+    return {"type": "ack", "accepted": [r.as_dict() for r in received.receipts]}
 
 
-def _refuse(gateway: Gateway | None, serial: str, problem: FrameError, unauthenticated: bool = False) -> dict:
+def frames_of(envelope: dict) -> list:
+    """The frames of an envelope's ``"frame"`` (one object) or ``"frames"`` (a list)."""
+    docs = envelope.get("frames", [envelope["frame"]] if "frame" in envelope else None)
+    if not isinstance(docs, list) or not docs:
+        raise FrameError("the message needs 'frame' (an object) or 'frames' (a non-empty list)", "frames")
+    if len(docs) > MAX_FRAMES_PER_BODY:
+        raise FrameError(f"too many frames in one message: {len(docs)}, limit {MAX_FRAMES_PER_BODY}", "frames")
+    frames = []
+    for index, doc in enumerate(docs):
+        try:
+            frames.append(frame_from_dict(doc))
+        except FrameError as problem:
+            problem.field = f"frames[{index}].{problem.field}" if problem.field else f"frames[{index}]"
+            raise
+    return frames
+
+
+def _refuse(gateway: Gateway | None, serial: str, problem: FrameError, authenticated: bool = True) -> dict:
     log.warning("MQTT message for gateway %s refused: %s (field %s)", serial, problem.message, problem.field)
-    if gateway is not None:
-        if unauthenticated:
-            Event.objects.create(
-                location_id=gateway.location_id,
-                kind=Event.INVALID_FRAME,
-                module=serial,
-                message=f"MQTT message refused: {problem.message}",
-                data=problem.as_dict() | {"transport": "MQTT"},
-            )
-        else:
-            record_invalid_frame(gateway, problem, "MQTT")
-    return {"type": "error", **problem.as_dict()}
+    return {"type": "error", **gateways.refuse(gateway, problem, MQTT, authenticated=authenticated).error()}
 
 
 class MqttIngest:

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from django.db import transaction
 
 from devices.models import Event, Gateway
-from metering.ingest import OFFLINE_AFTER_S
+from metering.ingest.process import OFFLINE_AFTER_S
 from metering.models import PowerBoxState
 
 

@@ -21,10 +21,10 @@ import orjson
 import pytest
 from django.core.management import CommandError, call_command
 
-from metering.frames import FrameError, decode_binary, frame_from_dict, parse_frames
-from metering.simulator.house import House
-from metering.simulator.stream import apply_command, stream
-from metering.simulator.transport import (
+from metering.ingest.frames import FrameError, decode_binary, frame_from_dict, parse_frames
+from tools.simulator.house import House
+from tools.simulator.stream import apply_command, stream
+from tools.simulator.transport import (
     FatalTransportError,
     HttpTransport,
     OutgoingFrame,
@@ -404,7 +404,7 @@ def test_it_refuses_an_installation_it_cannot_simulate():
 
 
 def test_it_keeps_the_house_model_free_of_django():
-    code = "import sys, metering.simulator.house, metering.simulator.transport; print('django' in sys.modules)"
+    code = "import sys, tools.simulator.house, tools.simulator.transport; print('django' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
 
@@ -438,7 +438,7 @@ class FakeTransport:
         self.closed = False
 
     def encode(self, frame: OutgoingFrame):
-        from metering.simulator.transport import Payload
+        from tools.simulator.transport import Payload
 
         return Payload(frame.to_json(), frame.seq, t=frame.t)
 
@@ -548,7 +548,7 @@ def test_it_applies_commands_that_come_back_with_a_reply():
 
 
 def test_it_replays_the_recent_past_when_fast():
-    from metering.simulator.stream import start_time
+    from tools.simulator.stream import start_time
 
     now = 1_780_000_000.4
     assert start_time(now, speed=1, frames=None) == 1_780_000_000
@@ -673,7 +673,7 @@ import txaio
 txaio.use_asyncio()
 import orjson
 from autobahn.asyncio.websocket import WebSocketServerFactory, WebSocketServerProtocol
-from metering.frames import decode_binary, frame_from_dict
+from metering.ingest.frames import decode_binary, frame_from_dict
 
 log = open(sys.argv[1], "a")
 
@@ -755,7 +755,7 @@ def test_it_streams_over_a_websocket_and_answers_commands(ws_server, binary):
 
 
 def test_it_pairs_late_mqtt_replies_with_what_was_published():
-    from metering.simulator.transport import MqttTransport, Payload
+    from tools.simulator.transport import MqttTransport, Payload
 
     transport = MqttTransport("mqtt://127.0.0.1:1", "token", "GW-0001")
     first, second = Payload(b"{}", 1), Payload(b"{}", 2)
@@ -784,7 +784,7 @@ def test_it_publishes_frames_over_mqtt_and_takes_commands(mqtt_url):
 
     import paho.mqtt.client as mqtt
 
-    from metering.simulator.transport import MqttTransport
+    from tools.simulator.transport import MqttTransport
 
     serial = f"GW-SIM-{uuid.uuid4().hex[:8]}"
     seen: list = []
@@ -983,7 +983,7 @@ def test_it_carries_on_from_the_seq_the_server_stores(client, monkeypatch, capsy
     doc["location"]["frequency"] = 50
     result = import_installation(doc, rotate_token=True)
     monkeypatch.setattr(
-        "metering.management.commands.simulate.make_transport", lambda kind, **kw: InProcessHttp(kw["token"], client)
+        "tools.management.commands.simulate.make_transport", lambda kind, **kw: InProcessHttp(kw["token"], client)
     )
     simulate = [
         "simulate", str(result.location.pk), f"--token={result.gateway_token}",

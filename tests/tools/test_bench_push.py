@@ -12,7 +12,7 @@ from pathlib import Path
 
 import orjson
 
-from dashboard import bench
+from tools import bench_push as bench
 
 REPO = Path(bench.__file__).resolve().parent.parent
 PHASE_KEYS = {
@@ -35,7 +35,7 @@ def test_it_reports_every_workload_without_losing_a_message(tmp_path):
     env = {name: value for name, value in os.environ.items() if name not in {"DJANGO_SETTINGS_MODULE", "VAR_DIR"}}
     args = "--locations 3 --clients-per-location 2 --seconds 3 --ramp-seconds 1 --layer memory --consumer-phase".split()
     run = subprocess.run(
-        [sys.executable, "-m", "dashboard.bench", *args, "--json", str(report_path)],
+        [sys.executable, "-m", "tools.bench_push", *args, "--json", str(report_path)],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert run.returncode == 0, run.stdout + run.stderr

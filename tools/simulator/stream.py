@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from metering.simulator.house import House
-from metering.simulator.transport import FatalTransportError, OutgoingFrame, Payload, TransportError, dumps
+from tools.simulator.house import House
+from tools.simulator.transport import FatalTransportError, OutgoingFrame, Payload, TransportError, dumps
 
 FAULTS = ("duplicate", "gap", "bad_json", "unequal_lengths", "unknown_ct")
 MAX_BACKOFF_S = 30.0

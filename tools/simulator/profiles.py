@@ -12,7 +12,7 @@ from two sources that allow random access by time:
 
 Powers are in watts, consumption positive; flows are in SI-ish base units per second (m3 of
 gas, litres of water, kWh of electricity). Nothing here knows about wiring or waveforms; see
-:mod:`metering.simulator.house`.
+:mod:`tools.simulator.house`.
 """
 
 from __future__ import annotations

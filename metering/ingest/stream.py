@@ -7,7 +7,7 @@ Two implementations of one interface, :meth:`submit` (blocking) and :meth:`asubm
 - :class:`RedisStream`: Redis Streams with one consumer group. Frames are partitioned by Power
   Box into ``INGEST_SHARDS`` streams ``<prefix>:<shard>``; a worker owns a shard through a
   lease (``<prefix>:lease:<shard>``) and meters its entries in order, alone (see
-  :mod:`metering.pipeline.worker`). The web side adds an entry, then waits for the worker's
+  :mod:`metering.ingest.worker`). The web side adds an entry, then waits for the worker's
   outcome on its process's reply list (``<prefix>:inbox:<uuid>``): the device is answered only
   after the worker's commit, with the same receipts and errors as before.
 
@@ -36,8 +36,8 @@ import orjson
 from django.conf import settings
 
 from devices.models import Gateway
-from metering.frames import InputReading, SampleFrame
-from metering.ingest import BatchOutcome, IngestError, Receipt
+from metering.ingest.frames import InputReading, SampleFrame
+from metering.ingest.process import BatchOutcome, IngestError, Receipt
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ class InProcessStream:
     def submit(
         self, gateway: Gateway, frames: list[SampleFrame], transport: str, *, binary: bytes | None = None
     ) -> BatchOutcome:
-        from metering.pipeline.worker import process
+        from metering.ingest.worker import process
 
         entry = Entry(gateway.pk, transport, time.time(), frames=frames, gateway=gateway)
         return outcome_from(process(entry))

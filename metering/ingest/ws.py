@@ -1,4 +1,9 @@
-"""The device ingest WebSocket: JSON text frames or compact binary frames, one reply each."""
+"""The device ingest WebSocket: JSON text frames or compact binary frames, one reply each.
+
+A thin adapter over :mod:`metering.ingest.gateway`: it authenticates the socket, tells frames
+from acknowledgements and turns outcomes into ``ack`` / ``error`` messages. Relay commands
+arrive through the gateway's group (:func:`metering.ingest.broker.gateway_group`).
+"""
 
 from __future__ import annotations
 
@@ -6,54 +11,39 @@ import orjson
 from channels.db import database_sync_to_async
 
 from config.consumers import WithoutConnectionHop
-from metering import commands
-from metering.api import on_ingest_threads
-from metering.auth import gateway_for, token_hash_for, token_is_current
-from metering.frames import FrameError, decode_binary, frames_from_dicts, parse_json
-from metering.ingest import record_invalid_frame
-from metering.pipeline.stream import Busy, Refused, stream
+from metering.ingest import gateway as gateways
+from metering.ingest.auth import gateway_for, token_hash_for, token_is_current
+from metering.ingest.broker import gateway_group
+from metering.ingest.frames import FrameError, decode_binary, frames_from_dicts, parse_json
+from metering.ingest.gateway import WEBSOCKET
+from metering.ingest.threads import on_ingest_threads
 
 TOKEN_REFUSED = {"type": "error", "error": "gateway token rotated or revoked", "field": "Authorization", "seq": None}
 
 
-def receive_frames(gateway, token_hash: str, text_data: str | None, bytes_data: bytes | None) -> list[dict] | None:
+def receive_message(gateway, token_hash: str, text_data: str | None, bytes_data: bytes | None) -> list[dict] | None:
     """Decode, check and store what a device sent; the replies to send back, or None when the
     socket's token is no longer the gateway's (rotated or revoked since it connected)."""
     if not token_is_current(gateway, token_hash):
         return None
-    seq = None
-    try:
-        if bytes_data is not None:
-            frames = [decode_binary(bytes_data)]
-        else:
+    if bytes_data is not None:
+        received = gateways.receive_frames(gateway, WEBSOCKET, lambda: [decode_binary(bytes_data)], binary=bytes_data)
+    else:
+        try:
             docs = parse_json(text_data or "")
-            if len(docs) == 1 and docs[0].get("type") == "ack":
-                return [acknowledge(gateway, docs[0])]
-            frames = frames_from_dicts(docs, listed=len(docs) > 1)
-        seq = frames[0].seq if len(frames) == 1 else None
-        outcome = stream().submit(gateway, frames, "WebSocket", binary=bytes_data)
-    except (Refused, Busy) as problem:  # a refusal is recorded where it was refused
-        return [error_reply(problem, seq)]
-    except FrameError as problem:
-        record_invalid_frame(gateway, problem, "WebSocket")
-        return [error_reply(problem, seq)]
-    return [{"type": "ack", **receipt.as_dict()} for receipt in outcome.receipts]
+        except FrameError as problem:
+            return [error_reply(gateways.refuse(gateway, problem, WEBSOCKET))]
+        if len(docs) == 1 and docs[0].get("type") == "ack":
+            acknowledged = gateways.acknowledge(gateway, docs[0])
+            return [{"type": "ack" if acknowledged.problem is None else "error", **acknowledged.as_dict()}]
+        received = gateways.receive_frames(gateway, WEBSOCKET, lambda: frames_from_dicts(docs, listed=len(docs) > 1))
+    if received.problem is not None:
+        return [error_reply(received)]
+    return [{"type": "ack", **receipt.as_dict()} for receipt in received.receipts]
 
 
-def error_reply(problem: FrameError | Busy, seq: int | None) -> dict:
-    return {"type": "error", **problem.as_dict(), "seq": seq, "status": problem.status}
-
-
-def acknowledge(gateway, ack: dict) -> dict:
-    try:
-        relay = commands.acknowledge(gateway, ack)
-    except commands.CommandError as problem:
-        return {"type": "error", "error": str(problem), "field": "relay"}
-    return {"type": "ack", "relay": relay.ref, "on": relay.is_on}
-
-
-def gateway_group(gateway_id: int) -> str:
-    return f"gateway.{gateway_id}"
+def error_reply(received: gateways.Received) -> dict:
+    return {"type": "error", **received.problem.as_dict(), "seq": received.seq, "status": received.status}
 
 
 class IngestConsumer(WithoutConnectionHop):
@@ -80,7 +70,7 @@ class IngestConsumer(WithoutConnectionHop):
         # Checking the token, decoding and storing in one hop to the ingest threads: each hop
         # costs more than decoding a binary frame, and with several threads one gateway's wait
         # for its commit does not hold up the others (Channels' database thread is one for all).
-        reply = await on_ingest_threads(receive_frames)(self.gateway, self.token_hash, text_data, bytes_data)
+        reply = await on_ingest_threads(receive_message)(self.gateway, self.token_hash, text_data, bytes_data)
         if reply is None:
             await self.send_json(TOKEN_REFUSED)
             await self.close(code=4401)
@@ -92,5 +82,5 @@ class IngestConsumer(WithoutConnectionHop):
         await self.send(text_data=orjson.dumps(content).decode())
 
     async def device_command(self, event: dict) -> None:
-        """A relay command for this gateway, forwarded as sent by the server."""
+        """A relay command for this gateway (:data:`metering.ingest.broker.DEVICE_COMMAND`), forwarded as sent."""
         await self.send_json(event["command"])

@@ -4,7 +4,7 @@ Every transport does the same four things:
 
 ``encode(frame)``
     An :class:`OutgoingFrame` as the bytes this transport sends (:class:`Payload`): JSON, or
-    on the WebSocket by default the compact binary encoding of :mod:`metering.frames`.
+    on the WebSocket by default the compact binary encoding of :mod:`metering.ingest.frames`.
 ``send(payload)``
     Deliver one payload and return the server's :class:`Reply` (accepted with a status, or
     refused with the error and field the server names). Relay commands that came back with it
@@ -101,7 +101,7 @@ class OutgoingFrame:
         return dumps(self.to_doc())
 
     def to_binary(self) -> bytes:
-        from metering.frames import InputReading, SampleFrame, encode_binary
+        from metering.ingest.frames import InputReading, SampleFrame, encode_binary
 
         frame = SampleFrame(
             version=1,

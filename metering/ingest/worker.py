@@ -25,9 +25,9 @@ import redis
 from django.db import InterfaceError, OperationalError, close_old_connections, connection
 
 from devices.models import Gateway
-from metering.frames import FrameError, decode_binary
-from metering.ingest import ingest_frames, record_invalid_frame
-from metering.pipeline.stream import Entry, RedisStream, entry_from, worker_name
+from metering.ingest.frames import FrameError, decode_binary
+from metering.ingest.process import ingest_frames, record_invalid_frame
+from metering.ingest.stream import Entry, RedisStream, entry_from, worker_name
 
 log = logging.getLogger(__name__)
 
@@ -266,7 +266,7 @@ def _ranges(shards: list[int]) -> str:
 
 def run(stop: threading.Event, *, stream: RedisStream | None = None, **options) -> Worker:
     """Run one worker on ``stream`` (this process's) until ``stop`` is set; returns it."""
-    from metering.pipeline.stream import stream as this_process_stream
+    from metering.ingest.stream import stream as this_process_stream
 
     stream = stream or this_process_stream()
     if not isinstance(stream, RedisStream):

@@ -5,24 +5,22 @@ it again before the view: a 200 MB POST without a token cost 200 MB of memory be
 :class:`config.server.InfinityServer` asks this gate at the end of a request's headers, for the
 ingest URLs, and sends its answer — the same JSON the views send — without reading the body.
 A body that arrives chunked (no Content-Length) is refused with 413 as soon as it passes
-:data:`metering.frames.MAX_FRAME_BYTES`, and not kept beyond it.
+:data:`metering.ingest.frames.MAX_FRAME_BYTES`, and not kept beyond it.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable
-from concurrent.futures import ThreadPoolExecutor
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import close_old_connections
 from django.http import HttpResponse
 from django.urls import reverse
 
-from metering.api import too_large, unauthorized
-from metering.auth import bearer_token, gateway_for, kept_gateway_for
-from metering.frames import MAX_FRAME_BYTES
+from metering.ingest.auth import bearer_token, gateway_for, kept_gateway_for
+from metering.ingest.frames import MAX_FRAME_BYTES
+from metering.ingest.http import too_large, unauthorized
+from metering.ingest.threads import on_gate_thread
 
 Refusal = tuple[int, list[tuple[bytes, bytes]], bytes]
 
@@ -58,7 +56,7 @@ class IngestGate:
         return self._size_refusal(length)
 
     async def _looked_up(self, authorization: bytes, length: int | None) -> Refusal | None:
-        if await _checked(gateway_for)(authorization) is None:
+        if await on_gate_thread(gateway_for)(authorization) is None:
             return as_refusal(unauthorized())
         return self._size_refusal(length)
 
@@ -72,26 +70,3 @@ class IngestGate:
 def as_refusal(response: HttpResponse) -> Refusal:
     headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in response.items()]
     return response.status_code, headers, response.content
-
-
-@functools.cache
-def _checked(work):
-    """``work`` as a coroutine on the gate's own thread, which keeps its database connection:
-    a token check does not wait behind frames being stored on the ingest threads. With
-    ``INGEST_THREADS = 0`` (the tests' settings) on the caller's thread-sensitive thread."""
-    if not settings.INGEST_THREADS:
-        return sync_to_async(work, thread_sensitive=True)
-
-    def with_connection_checks(*args):
-        close_old_connections()
-        try:
-            return work(*args)
-        finally:
-            close_old_connections()
-
-    return sync_to_async(with_connection_checks, thread_sensitive=False, executor=_gate_thread())
-
-
-@functools.cache
-def _gate_thread() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(1, thread_name_prefix="ingest-gate")

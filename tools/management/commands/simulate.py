@@ -3,7 +3,7 @@
 The house is built from the location's installation (or ``--installation FILE``), optionally
 writes ``--backfill DAYS`` of history first, then streams one frame per simulated second over
 HTTP, WebSocket or MQTT with the gateway's token, applying the relay commands it receives.
-The work is done by :func:`metering.simulator.stream.stream` and :func:`backfill_history`.
+The work is done by :func:`tools.simulator.stream.stream` and :func:`backfill_history`.
 
 Like a Power Box, the simulator numbers its frames with a counter that carries on where the
 server's stored numbering (``PowerBoxState.last_seq``) left off, and it never meters a second
@@ -25,9 +25,9 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from metering.simulator.house import House
-from metering.simulator.stream import start_time, stream
-from metering.simulator.transport import FatalTransportError, make_transport
+from tools.simulator.house import House
+from tools.simulator.stream import start_time, stream
+from tools.simulator.transport import FatalTransportError, make_transport
 
 BUCKET_S = 300
 BUCKETS_PER_DAY = 288
@@ -312,7 +312,7 @@ class Command(BaseCommand):
 
     @staticmethod
     def _log_to_stderr() -> None:
-        logger = logging.getLogger("metering.simulator")
+        logger = logging.getLogger("tools.simulator")
         if not logger.hasHandlers():  # settings.LOGGING may already show it
             handler = logging.StreamHandler(sys.stderr)
             handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))

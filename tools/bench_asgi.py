@@ -1,4 +1,4 @@
-"""The ASGI application :mod:`dashboard.bench` runs under daphne: the real one plus a baseline.
+"""The ASGI application :mod:`tools.bench_push` runs under daphne: the real one plus a baseline.
 
 Everything of :data:`config.asgi.application` is served unchanged; on top, for the benchmark only:
 
