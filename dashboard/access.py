@@ -20,7 +20,7 @@ The close codes are the socket's part of the contract with the page (``static/js
 shows "Signed out" / "Access ended" and does not reconnect); docs/security.md lists them.
 
 Support staff (:data:`devices.models.SUPPORT_PERMISSION`) acting on a location they are no
-member of are named as such in the events their actions log (:func:`support_note`).
+member of are named as such in the events their actions log (:func:`devices.models.support_note`).
 """
 
 from __future__ import annotations
@@ -82,11 +82,6 @@ def recheck(user_id: int) -> None:
 def sign_out(user_id: int, session_key: str | None = None) -> None:
     """Close the sockets of the user's session ``session_key`` (all of them when None) with 4401."""
     _send(user_id, {"type": "access.signed_out", "session_key": session_key})
-
-
-def support_note(user) -> str:
-    """How an event names support staff acting on a location they are no member of."""
-    return f"{user.get_username()} (support staff, not a member)"
 
 
 # ----------------------------------------------------------------------------- receivers

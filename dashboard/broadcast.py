@@ -84,7 +84,10 @@ from dashboard import cards
 from devices.models import Event, Location
 from metering import live
 from metering.ingest import cadence
+from metering.installation_check import check_restarted
 from metering.installed import installed
+from metering.live import live_values_updated
+from metering.relays import relay_changed
 
 log = logging.getLogger(__name__)
 
@@ -478,6 +481,10 @@ def on_relay_changed(sender: int, relay=None, **kwargs) -> None:
     _safely("relay states", sender, lambda: push_relays(sender))
 
 
+def on_check_restarted(sender: int, **kwargs) -> None:
+    _safely("validation cards", sender, lambda: push_validate(sender, at_once=True))
+
+
 def on_event_saved(sender, instance: Event, created: bool, **kwargs) -> None:
     if created:
         location_id = instance.location_id
@@ -494,10 +501,8 @@ def on_event_saved_validate(sender, instance: Event, created: bool, **kwargs) ->
 
 
 def connect_signals() -> None:
-    from metering.live import live_values_updated
-    from metering.relays import relay_changed
-
     live_values_updated.connect(on_live_values_updated, dispatch_uid="dashboard.broadcast.live")
     relay_changed.connect(on_relay_changed, dispatch_uid="dashboard.broadcast.relay")
+    check_restarted.connect(on_check_restarted, dispatch_uid="dashboard.broadcast.check-restarted")
     post_save.connect(on_event_saved, sender=Event, dispatch_uid="dashboard.broadcast.event")
     post_save.connect(on_event_saved_validate, sender=Event, dispatch_uid="dashboard.broadcast.event-validate")

@@ -12,7 +12,6 @@ import time
 from datetime import date, datetime, timedelta
 from datetime import time as dt_time
 
-from django.core.cache import cache
 from django.core.paginator import Paginator
 from django.db.models import ExpressionWrapper, F, FloatField, Min, Sum
 from django.http import QueryDict
@@ -23,6 +22,7 @@ from dashboard import usage
 from devices.models import Event, LoadCt, Location, Relay
 from metering import installed
 from metering.ingest.process import BUCKET_S, OFFLINE_AFTER_S
+from metering.installation_check import configured_cts, current_findings, restarting
 from metering.models import InputCount, LocationEnergy, RelayCommand
 from metering.relays import PENDING_FOR, TIMED_MINUTES
 
@@ -347,36 +347,8 @@ LOCATION_VERDICTS = {
     "sequence": ("Phase sequence", "bad"),
     "kirchhoff": ("Sub-meters exceed the grid (Kirchhoff)", "warn"),
 }
-# How long the restart of a check is remembered (a newer frame normally arrives within a second).
-RESTART_MEMORY_S = 120
 # Data gaps this recent are worth a line in the troubleshooting card.
 RECENT_GAPS = timedelta(hours=24)
-
-
-def _restart_key(location_id: int) -> str:
-    return f"validate:restarted:{location_id}"
-
-
-def mark_validation_restarted(location_id: int, values: dict | None) -> None:
-    """Remember that the check of this location starts afresh (a fix was applied, a clamp turned).
-
-    The live values already stored (``values``) still carry the old observation's verdicts:
-    until a newer frame than theirs is published, :func:`validation_context` shows "the check
-    starts again" instead of them. Frame times are compared with frame times, so the gateway's
-    clock does not matter.
-    """
-    if values and values.get("t") is not None:
-        cache.set(_restart_key(location_id), float(values["t"]), timeout=RESTART_MEMORY_S)
-
-
-def restarting(location_id: int, values: dict | None) -> bool:
-    """True while ``values`` are from before the last restart of the check."""
-    restarted_at = validation_restarted_at(location_id)
-    return bool(values) and restarted_at is not None and (values.get("t") or 0.0) <= restarted_at
-
-
-def validation_restarted_at(location_id: int) -> float | None:
-    return cache.get(_restart_key(location_id))
 
 
 def _ct_fixes(load_ct: LoadCt, verdict: dict | None) -> list[dict]:
@@ -419,36 +391,6 @@ def _ct_fixes(load_ct: LoadCt, verdict: dict | None) -> list[dict]:
     return []
 
 
-def _is_stale(verdict: dict, load_ct: LoadCt | None) -> bool:
-    """A phase suggestion the configuration already follows: measured before the last change."""
-    return (
-        load_ct is not None
-        and verdict["kind"] == "phase"
-        and verdict.get("suggest") == load_ct.phase
-        and not verdict.get("suggest_reversed")
-    )
-
-
-def _configured_cts(location: Location) -> list[LoadCt]:
-    return list(
-        LoadCt.objects.filter(load__location=location)
-        .select_related("load", "ct_input__module")
-        .order_by("load__position", "load__pk", "position", "pk")
-    )
-
-
-def current_findings(location: Location, values: dict | None, load_cts: list[LoadCt] | None = None) -> list[dict]:
-    """The validation's verdicts (SPEC 5.3 ``validation``) that still describe the configuration.
-
-    Empty while the stored values predate a restart of the check (:func:`restarting`); without a
-    phase suggestion the configuration already follows (a frame measured before a fix).
-    """
-    if not values or restarting(location.pk, values):
-        return []
-    by_ref = {lc.ct_input.ref: lc for lc in (_configured_cts(location) if load_cts is None else load_cts)}
-    return [f for f in values.get("validation") or [] if not _is_stale(f, by_ref.get(f["ct"]))]
-
-
 def validation_context(location: Location, values: dict | None, now: float | None = None) -> dict:
     """The installer's validation card: every configured CT with its live values and verdict.
 
@@ -460,7 +402,7 @@ def validation_context(location: Location, values: dict | None, now: float | Non
     """
     now = time.time() if now is None else now
     context = {"location": location, "values": values, **freshness(values and values.get("t"), now)}
-    load_cts = _configured_cts(location)
+    load_cts = configured_cts(location)
     measured = {phase["ct"]: phase for load in (values or {}).get("loads", []) for phase in load.get("phases", [])}
     findings = current_findings(location, values, load_cts)
     per_ct = {f["ct"]: f for f in findings if f["kind"] in CT_VERDICTS and f["ct"]}
@@ -549,7 +491,7 @@ def troubleshooting_context(location: Location, values: dict | None, now: float 
         ).values()
         if event.data.get("diagnosis") == "module_missing"
     ]
-    load_cts = _configured_cts(location)
+    load_cts = configured_cts(location)
     findings = current_findings(location, values, load_cts)
     names = {lc.ct_input.ref: lc for lc in load_cts}
     dead_cts = [{**f, "load_ct": names.get(f["ct"])} for f in findings if f["kind"] == "no_current"]

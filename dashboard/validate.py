@@ -35,19 +35,17 @@ from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.staticfiles import finders
-from django.core.exceptions import ValidationError
-from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.views.decorators.http import require_POST, require_safe
 
-from dashboard import broadcast, cards
-from dashboard.access import location_and_role, support_note
-from devices.installation import clean_with_rules, export_installation
-from devices.models import SUPPORT, CommissioningReport, Event, LoadCt, Location
-from metering import live, validation
+from dashboard import cards
+from dashboard.access import location_and_role
+from devices.models import SUPPORT, CommissioningReport, LoadCt, Location
+from metering import live
+from metering.installation_check import FixRefused, apply_fix, sign_off_installation
 
 # ----------------------------------------------------------------------------- access
 
@@ -87,156 +85,6 @@ class SignOffForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 3}),
         help_text="Anything the next person should know (e.g. a load that could not be switched).",
     )
-
-
-# ----------------------------------------------------------------------------- workflows
-
-
-class FixRefused(Exception):
-    """A fix that cannot be applied; nothing was changed. The message says why."""
-
-
-def current_verdict(location: Location, ct: str, values: dict | None) -> dict | None:
-    """The validation's present verdict on ``ct``, or None (none yet, or the check just restarted)."""
-    return next(
-        (v for v in cards.current_findings(location, values) if v["ct"] == ct and v["kind"] in cards.CT_VERDICTS), None
-    )
-
-
-def _describe(verdict: dict | None) -> str:
-    if verdict is None:
-        return "no verdict yet"
-    label = cards.CT_VERDICTS[verdict["kind"]][0]
-    if verdict["kind"] == "phase" and verdict.get("suggest"):
-        label += f", configure {verdict['suggest']}"
-    return label
-
-
-def apply_fix(
-    load_ct: LoadCt,
-    action: str,
-    *,
-    phase: str = "",
-    flip: bool = False,
-    user,
-    values: dict | None,
-    support: bool = False,
-) -> Event:
-    """Apply one of the validation's fixes to ``load_ct`` and log it; returns the Event.
-
-    The event names ``user``; with ``support``, adds that they are support staff who is no member.
-
-    The fix must be what the check says now (a suggestion from a page shown before the check
-    changed its mind, or before someone else changed the CT, is refused) and the edited CT must
-    pass the installation rules (:func:`devices.installation.clean_with_rules`).
-    ``phase`` moves the CT to ``phase`` (and flips *reversed* when ``flip``); ``reverse`` flips
-    *reversed*; ``turned`` changes nothing (the installer turned the clamp). The observation
-    restarts after the commit either way.
-
-    Raises
-    ------
-    FixRefused
-        Nothing was changed; the message says why.
-    """
-    location = load_ct.load.location
-    ref = load_ct.ct_input.ref
-    verdict = current_verdict(location, ref, values)
-    wanted = "phase" if action == "phase" else "reversed"
-    if (
-        verdict is None
-        or verdict["kind"] != wanted
-        or (action == "phase" and (verdict.get("suggest") != phase or bool(verdict.get("suggest_reversed")) != flip))
-    ):
-        raise FixRefused(
-            f"The check does not suggest this for {ref} any more (it now says: {_describe(verdict)}). "
-            "Nothing was changed."
-        )
-    before = {"phase": load_ct.phase, "reversed": load_ct.reversed}
-    confidence = f"suggested by validation, confidence {verdict['confidence']:.2f}"
-    if support:
-        confidence += "; support staff, not a member"
-    who = user.get_username()
-    if action == "turned":
-        kind = Event.VALIDATION
-        message = f"{ref} ({load_ct.load.name}): clamp turned around by {who} ({confidence}); the check starts again."
-    else:
-        if action == "phase":
-            load_ct.phase = phase
-        if flip or action == "reverse":
-            load_ct.reversed = not load_ct.reversed
-        try:
-            clean_with_rules(load_ct)
-        except ValidationError as refused:
-            raise FixRefused(f"{ref} was not changed: {' '.join(refused.messages)}") from None
-        kind = Event.CONFIGURATION
-        changes = []
-        if load_ct.phase != before["phase"]:
-            changes.append(f"moved from {before['phase']} to {load_ct.phase}")
-        if load_ct.reversed != before["reversed"]:
-            changes.append("set reversed" if load_ct.reversed else "no longer reversed")
-        message = f"{ref} ({load_ct.load.name}) {' and '.join(changes)} by {who} ({confidence})."
-    with transaction.atomic():
-        if kind == Event.CONFIGURATION:
-            load_ct.save(update_fields=["phase", "reversed"])
-        event = Event.objects.create(
-            location=location,
-            kind=kind,
-            module=ref,
-            message=message,
-            data={
-                "ct": ref,
-                "action": action,
-                "before": before,
-                "after": {"phase": load_ct.phase, "reversed": load_ct.reversed},
-                "finding": verdict,
-                "by": user.get_username(),
-                **({"support": True} if support else {}),
-            },
-        )
-
-        def restart() -> None:
-            validation.reset(location.pk)
-            cards.mark_validation_restarted(location.pk, live.latest(location.pk))
-            broadcast.push_validate(location.pk, at_once=True)
-
-        transaction.on_commit(restart)
-    return event
-
-
-def sign_off_installation(
-    location: Location, user, notes: str, values: dict | None, support: bool = False
-) -> CommissioningReport:
-    """Store the commissioning report: the installation file, every verdict and the live values now.
-
-    Open findings do not prevent a sign-off; the report shows them. The event names ``user``;
-    with ``support``, as support staff who is no member of the location.
-    """
-    verdicts = cards.current_findings(location, values)
-    with transaction.atomic():
-        report = CommissioningReport.objects.create(
-            location=location,
-            signed_by=user,
-            signed_by_name=user.get_full_name() or user.get_username(),
-            notes=notes,
-            installation=export_installation(location),
-            verdicts=verdicts,
-            live=values,
-        )
-        open_count = len(report.open_findings)
-        Event.objects.create(
-            location=location,
-            kind=Event.VALIDATION,
-            message=f"Installation signed off by {support_note(user) if support else user.get_username()}"
-            + (f" with {open_count} open finding{'s' if open_count != 1 else ''}" if open_count else "")
-            + ".",
-            data={
-                "report": report.pk,
-                "open_findings": open_count,
-                "by": user.get_username(),
-                **({"support": True} if support else {}),
-            },
-        )
-    return report
 
 
 # ----------------------------------------------------------------------------- views
@@ -300,11 +148,6 @@ def fix(request: HttpRequest, pk: int) -> HttpResponse:
             ct_input__letter=letter,
         )
         try:
-            if (load_ct.phase, load_ct.reversed) != (data["from_phase"], data["from_reversed"]):
-                now = f"{load_ct.phase}{', reversed' if load_ct.reversed else ''}"
-                raise FixRefused(
-                    f"{data['ct']} was changed since this suggestion was shown (it is now on {now}). Nothing was changed."
-                )
             event = apply_fix(
                 load_ct,
                 data["action"],
@@ -313,6 +156,7 @@ def fix(request: HttpRequest, pk: int) -> HttpResponse:
                 user=request.user,
                 values=live.latest(location.pk),
                 support=role == SUPPORT,
+                shown=(data["from_phase"], data["from_reversed"]),
             )
         except FixRefused as refused:
             error = str(refused)

@@ -42,6 +42,11 @@ def supports_all_locations(user) -> bool:
     return bool(user.is_authenticated and user.has_perm(SUPPORT_PERMISSION))
 
 
+def support_note(user) -> str:
+    """How an event names support staff acting on a location they are no member of."""
+    return f"{user.get_username()} (support staff, not a member)"
+
+
 class LocationQuerySet(models.QuerySet):
     def visible_to(self, user) -> LocationQuerySet:
         """Locations ``user`` may see: support staff see all, others those they are a member of."""
