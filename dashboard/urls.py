@@ -1,6 +1,6 @@
 from django.urls import path
 
-from dashboard import validate, views
+from dashboard import automations, validate, views
 
 app_name = "dashboard"
 
@@ -16,4 +16,18 @@ urlpatterns = [
     path("locations/<int:pk>/reports/", validate.report_list, name="reports"),
     path("locations/<int:pk>/reports/<int:report_pk>/", validate.report, name="report"),
     path("locations/<int:pk>/reports/<int:report_pk>.pdf", validate.report_pdf, name="report-pdf"),
+    # Automations (dashboard.automations).
+    path("locations/<int:pk>/automations/", automations.automation_list, name="automations"),
+    path("locations/<int:pk>/automations/new/", automations.automation_new, name="automation-new"),
+    path("locations/<int:pk>/automations/<int:automation_id>/", automations.automation_edit, name="automation-edit"),
+    path(
+        "locations/<int:pk>/automations/<int:automation_id>/toggle/",
+        automations.automation_toggle,
+        name="automation-toggle",
+    ),
+    path(
+        "locations/<int:pk>/automations/<int:automation_id>/delete/",
+        automations.automation_delete,
+        name="automation-delete",
+    ),
 ]

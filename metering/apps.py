@@ -7,5 +7,8 @@ class MeteringConfig(AppConfig):
 
     def ready(self) -> None:
         # Connect the signals: installed forgets cached installations, rollups rebuilds a
-        # location's history rollups when its time zone changes.
+        # location's history rollups when its time zone changes; automations run on live values.
         from metering import installed, rollups  # noqa: F401
+        from metering.automations import runner
+
+        runner.connect_signals()

@@ -150,6 +150,10 @@ class RelayCommand(models.Model):
     requested_by = models.ForeignKey(
         "auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="relay_commands"
     )
+    # The automation that asked (metering.automations); None: a person (dashboard, API, integration).
+    automation = models.ForeignKey(
+        "metering.Automation", null=True, blank=True, on_delete=models.SET_NULL, related_name="commands"
+    )
     requested_at = models.DateTimeField(auto_now_add=True)
     acknowledged_at = models.DateTimeField(null=True, blank=True)
     status = models.CharField(max_length=8, default=PENDING)
@@ -165,3 +169,21 @@ class RelayCommand(models.Model):
             "on": self.on,
             "until": self.until.timestamp() if self.until else None,
         }
+
+
+# Automations are models of this app, kept in their own package.
+from metering.automations.models import Automation, AutomationState  # noqa: E402
+
+__all__ = [
+    "Automation",
+    "AutomationState",
+    "EnergyRollup",
+    "InputCount",
+    "LoadEnergy",
+    "LocationEnergy",
+    "LocationEnergyDay",
+    "LocationEnergyHour",
+    "LocationEnergyMonth",
+    "PowerBoxState",
+    "RelayCommand",
+]

@@ -33,15 +33,16 @@ class CommandError(ValueError):
     pass
 
 
-def request_relay(relay: Relay, on: bool, minutes: int | None = None, user=None) -> RelayCommand:
-    """Ask the device to switch ``relay``; ``minutes`` switches it on for that long."""
+def request_relay(relay: Relay, on: bool, minutes: int | None = None, user=None, automation=None) -> RelayCommand:
+    """Ask the device to switch ``relay``; ``minutes`` switches it on for that long. ``user`` or
+    ``automation`` asks (an automation's commands are told apart from switches by hand)."""
     if minutes is not None:
         if not on:
             raise CommandError("a timed switch is only for switching on")
         if minutes not in TIMED_MINUTES:
             raise CommandError(f"timed switch-on lasts {', '.join(map(str, TIMED_MINUTES))} minutes, not {minutes}")
     until = timezone.now() + timedelta(minutes=minutes) if minutes else None
-    command = RelayCommand.objects.create(relay=relay, on=on, until=until, requested_by=user)
+    command = RelayCommand.objects.create(relay=relay, on=on, until=until, requested_by=user, automation=automation)
     cache.set(_pending_key(relay.module.location_id), True, timeout=PENDING_FOR.total_seconds())
     gateway = Gateway.objects.get(location_id=relay.module.location_id)
     transaction.on_commit(lambda: deliver(gateway, command))
@@ -96,7 +97,7 @@ def acknowledge(gateway: Gateway, ack: dict) -> Relay:
         if changed or relay.changed_at is None:
             relay.changed_at = now
         relay.save(update_fields=["is_on", "changed_at", "off_at"])
-        who = command.requested_by.get_username() if command is not None and command.requested_by else "the device"
+        who = _who_asked(command)
         timed = f" until {relay.off_at.astimezone(relay.module.location.zoneinfo):%H:%M}" if relay.off_at else ""
         Event.objects.create(
             location_id=gateway.location_id,
@@ -107,6 +108,14 @@ def acknowledge(gateway: Gateway, ack: dict) -> Relay:
         )
     transaction.on_commit(lambda: _announce(gateway.location_id, relay))
     return relay
+
+
+def _who_asked(command: RelayCommand | None) -> str:
+    if command is not None and command.requested_by:
+        return command.requested_by.get_username()
+    if command is not None and command.automation:
+        return f"automation “{command.automation.name}”"
+    return "the device"
 
 
 def _announce(location_id: int, relay: Relay) -> None:
