@@ -67,6 +67,7 @@ INSTALLED_APPS = [
     "channels",
     "django_htmx",
     "template_partials",
+    "ninja",  # the REST API's Swagger UI assets as static files (else django-ninja loads them from a CDN)
     "devices",
     "metering",
     "dashboard",

@@ -10,7 +10,6 @@ from datetime import date
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseForbidden
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
@@ -18,12 +17,12 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST, require_safe
 
-from dashboard import broadcast, cards, usage
-from dashboard.access import location_and_role, support_note
+from dashboard import cards, switching, usage
+from dashboard.access import location_and_role
 from dashboard.forms import DateOutOfRange, RelayForm, UsageForm
-from devices.models import SUPPORT, Event, Location, Relay
+from devices.models import Location, Relay
 from metering import live
-from metering.relays import TIMED_MINUTES, CommandError, request_relay
+from metering.relays import TIMED_MINUTES, CommandError
 
 
 def _today(location: Location) -> date:
@@ -114,20 +113,9 @@ def switch_relay(request: HttpRequest, pk: int, relay_id: int) -> HttpResponse:
     if form.is_valid():
         on, minutes = form.switch()
         try:
-            request_relay(relay, on, minutes=minutes, user=request.user)
+            switching.switch(location, relay, on, minutes, request.user)
         except CommandError as problem:
             error = f"{relay.name}: {problem}"
-        else:
-            if role == SUPPORT:
-                what = f"on for {minutes} min" if minutes else ("on" if on else "off")
-                Event.objects.create(
-                    location=location,
-                    kind=Event.RELAY,
-                    module=relay.ref,
-                    message=f"{relay.name}: switch {what} asked by {support_note(request.user)}.",
-                    data={"relay": relay.ref, "on": on, "minutes": minutes, "by": request.user.get_username()},
-                )
-            transaction.on_commit(lambda: broadcast.push_relays(location.pk))
     else:
         error = f"{relay.name}: choose on, off or a timed switch-on of {', '.join(map(str, TIMED_MINUTES))} minutes."
     if request.htmx:

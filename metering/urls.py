@@ -1,6 +1,5 @@
 from django.urls import path
 
-from metering import api
 from metering.ingest import http
 
 app_name = "api"
@@ -8,5 +7,4 @@ app_name = "api"
 urlpatterns = [
     path("ingest/frames", http.frames, name="ingest-frames"),
     path("ingest/acks", http.acknowledgement, name="ingest-acks"),
-    path("locations/<int:location_id>/live", api.live_values, name="live"),
 ]
