@@ -51,6 +51,7 @@ from devices.models import (
     PowerBox,
     Relay,
 )
+from devices.rules import MASKED_PASSWORD
 
 # --- forms that show rule errors where they belong ---------------------------------------------
 
@@ -231,14 +232,73 @@ class LoadInline(RulesInline, admin.TabularInline):
         return ", ".join(f"{lc.ct_input.ref} {lc.phase}" for lc in load.cts.select_related("ct_input__module")) or "—"
 
 
+class LocationForm(RulesModelForm):
+    """A location, with its MQTT broker's password never shown back: empty keeps the stored one."""
+
+    mqtt_broker_password = forms.CharField(
+        label="MQTT broker password",
+        required=False,
+        strip=False,
+        max_length=128,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+    )
+    clear_mqtt_broker_password = forms.BooleanField(label="Remove the stored password", required=False)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.stored_password = self.instance.mqtt_broker_password if self.instance.pk else ""
+        self.initial["mqtt_broker_password"] = ""
+        self.fields["mqtt_broker_password"].help_text = (
+            f"Stored: {MASKED_PASSWORD}. Leave empty to keep it." if self.stored_password else "No password stored."
+        )
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("clear_mqtt_broker_password"):
+            cleaned["mqtt_broker_password"] = ""
+        elif not cleaned.get("mqtt_broker_password"):
+            stored = self.instance.pk and Location.objects.filter(pk=self.instance.pk).first()
+            if (
+                self.stored_password
+                and stored
+                and (
+                    cleaned.get("mqtt_broker_url") != stored.mqtt_broker_url
+                    or cleaned.get("mqtt_broker_username") != stored.mqtt_broker_username
+                )
+            ):
+                self.add_error(
+                    "mqtt_broker_password",
+                    "The broker or its username changed: give the password again "
+                    "(the stored one belongs to the old broker), or remove it.",
+                )
+            cleaned["mqtt_broker_password"] = self.stored_password
+        return cleaned
+
+
 @admin.register(Location)
 class LocationAdmin(admin.ModelAdmin):
-    form = RulesModelForm
+    form = LocationForm
     list_display = ("name", "topology", "gateway_serial", "address", "created_at")
     list_filter = ("topology",)
     search_fields = ("name", "address", "gateway__serial")
-    readonly_fields = ("installation_check",)
-    fields = ("name", "address", "timezone", "topology", "frequency_hz", "installation_check")
+    readonly_fields = ("installation_check", "uuid")
+    fieldsets = (
+        (None, {"fields": ("name", "address", "timezone", "topology", "frequency_hz", "installation_check")}),
+        (
+            "Integrations (docs/integrations.md)",
+            {
+                "fields": (
+                    "smappee_mqtt",
+                    "home_assistant",
+                    "mqtt_broker_url",
+                    "mqtt_broker_username",
+                    "mqtt_broker_password",
+                    "clear_mqtt_broker_password",
+                    "uuid",
+                )
+            },
+        ),
+    )
     inlines = [MembershipInline, GatewayInline, PowerBoxInline, LoadInline]
     actions = ["export_installations", "rotate_gateway_tokens"]
 

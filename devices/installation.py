@@ -99,7 +99,40 @@ def _validate(doc: Any) -> tuple[list[Violation], Location | None]:
         unknown_location_id=unknown_id,
         owners=serial_owners(doc),
     )
-    return rules.check_installation(doc, context), target
+    violations = rules.check_installation(doc, context) + _masked_password_violations(doc, target)
+    return violations, target
+
+
+def _masked_password_violations(doc: Any, target: Location | None) -> list[Violation]:
+    """An export's masked broker password means "keep the stored one": only for the same broker."""
+    broker = _broker_spec(doc)
+    if broker.get("password") != rules.MASKED_PASSWORD:
+        return []
+    path = "integrations.mqtt_broker.password"
+    if target is None or not target.mqtt_broker_password:
+        return [
+            rules.error(
+                path, f"{rules.MASKED_PASSWORD!r} stands for a stored password, and none is stored: give the password."
+            )
+        ]
+    if broker.get("url") != target.mqtt_broker_url or broker.get("username", "") != target.mqtt_broker_username:
+        return [
+            rules.error(
+                path,
+                "The broker or its username changed: give the password again (the stored one belongs to the old broker).",
+            )
+        ]
+    return []
+
+
+def _integrations_spec(doc: Any) -> dict:
+    value = doc.get("integrations") if isinstance(doc, dict) else None
+    return value if isinstance(value, dict) else {}
+
+
+def _broker_spec(doc: Any) -> dict:
+    value = _integrations_spec(doc).get("mqtt_broker")
+    return value if isinstance(value, dict) else {}
 
 
 def _target_of(doc: Any) -> tuple[Location | None, bool]:
@@ -276,7 +309,22 @@ class _Writer:
             timezone=spec["timezone"],
             topology=spec["topology"],
             frequency_hz=spec["frequency"],
+            **self.integrations(),
         )
+
+    def integrations(self) -> dict[str, Any]:
+        """The location's integration fields as the file sets them (all off without ``integrations``)."""
+        spec, broker = _integrations_spec(self.doc), _broker_spec(self.doc)
+        password = broker.get("password", "")
+        if password == rules.MASKED_PASSWORD:  # an export's mask: keep the stored one (checked: same broker)
+            password = self.location.mqtt_broker_password
+        return {
+            "smappee_mqtt": spec.get("smappee_mqtt", False),
+            "home_assistant": spec.get("home_assistant", False),
+            "mqtt_broker_url": broker.get("url", ""),
+            "mqtt_broker_username": broker.get("username", ""),
+            "mqtt_broker_password": password,
+        }
 
     def write_gateway(self) -> None:
         spec = self.doc["gateway"]
@@ -653,7 +701,28 @@ def build_document(snapshot: Snapshot, *, with_id: bool = False) -> tuple[dict, 
             paths[row_key(load_ct)] = f"{path}.cts[{len(cts)}]"
             cts.append(entry)
         doc["loads"].append({"name": load.name, "kind": load.kind, "cts": cts})
+
+    integrations = integrations_document(location)
+    if integrations:
+        doc["integrations"] = integrations
     return doc, paths
+
+
+def integrations_document(location: Location) -> dict[str, Any]:
+    """The ``integrations`` of an installation file; empty when none is set. The password is masked."""
+    doc: dict[str, Any] = {}
+    if location.smappee_mqtt:
+        doc["smappee_mqtt"] = True
+    if location.home_assistant:
+        doc["home_assistant"] = True
+    if location.mqtt_broker_url:
+        broker = {"url": location.mqtt_broker_url}
+        if location.mqtt_broker_username:
+            broker["username"] = location.mqtt_broker_username
+        if location.mqtt_broker_password:
+            broker["password"] = rules.MASKED_PASSWORD
+        doc["mqtt_broker"] = broker
+    return doc
 
 
 def snapshot_violations(snapshot: Snapshot) -> tuple[list[Violation], dict[tuple, str]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import uuid
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -66,6 +67,26 @@ class Location(models.Model):
         "nominal frequency (Hz)", choices=[(f, f"{f} Hz") for f in catalogue.FREQUENCIES_HZ], default=50
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    # Outgoing integrations (docs/integrations.md), off by default. The UUID names the location
+    # on MQTT (servicelocation/<uuid>/..., Home Assistant ids) without showing its database id.
+    uuid = models.UUIDField("MQTT id", default=uuid.uuid4, unique=True, editable=False)
+    smappee_mqtt = models.BooleanField(
+        "Smappee-compatible MQTT",
+        default=False,
+        help_text="Publish live values as a Smappee gateway's local broker does.",
+    )
+    home_assistant = models.BooleanField(
+        "Home Assistant discovery", default=False, help_text="Announce sensors and relay switches to Home Assistant."
+    )
+    mqtt_broker_url = models.CharField(
+        "MQTT broker URL",
+        max_length=200,
+        blank=True,
+        help_text="mqtt://host:1883 or mqtts://host:8883 of the homeowner's broker; empty: the server's broker.",
+    )
+    mqtt_broker_username = models.CharField("MQTT broker username", max_length=128, blank=True)
+    # Kept to connect with, never shown back (export and admin mask it).
+    mqtt_broker_password = models.CharField("MQTT broker password", max_length=128, blank=True)
 
     objects = LocationQuerySet.as_manager()
 
@@ -79,6 +100,10 @@ class Location(models.Model):
     @property
     def zoneinfo(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    @property
+    def publishes_integrations(self) -> bool:
+        return self.smappee_mqtt or self.home_assistant
 
     def role_of(self, user) -> str | None:
         """The user's role here ("owner", "viewer", "installer"); "support" for a user with

@@ -56,7 +56,12 @@ MAX_LENGTHS = {
     "unit": 16,
     "ssid": 32,
     "password": 64,
+    "broker_url": 200,
+    "broker_username": 128,
+    "broker_password": 128,
 }
+# An export shows the MQTT broker's password as this; importing it back keeps the stored one.
+MASKED_PASSWORD = "********"
 
 
 @dataclass(frozen=True)
@@ -556,6 +561,48 @@ def check_load_has_cts(count: int, load: str, *, path: str) -> list[Violation]:
     return [warning(path, f"Load {_quote(load)} has no CT yet: it measures nothing until a CT is mapped to it.")]
 
 
+# --- integrations (docs/integrations.md) ---------------------------------------------------
+
+
+def check_broker_url(url: str, *, path: str = "integrations.mqtt_broker.url") -> list[Violation]:
+    """An MQTT broker is ``mqtt://host[:port]`` or ``mqtts://host[:port]``; credentials go in their own fields."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        return [error(path, f"Not a broker URL ({exc}); write mqtt://host:1883 or mqtts://host:8883.")]
+    if parts.scheme not in ("mqtt", "mqtts"):
+        return [error(path, f"A broker URL starts with mqtt:// or mqtts://; got {_quote(url)}.")]
+    if not parts.hostname:
+        return [error(path, "The broker URL names no host; write mqtt://host:1883.")]
+    if parts.username is not None or parts.password is not None:
+        return [
+            error(
+                path,
+                "Put the broker's username and password in integrations.mqtt_broker.username and .password, "
+                "not in the URL (the URL is shown back; the password is not).",
+            )
+        ]
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        return [error(path, "A broker URL is only mqtt://host:port, without a path or query.")]
+    if port is not None and not 1 <= port <= 65535:
+        return [error(path, f"Port {port} is not between 1 and 65535.")]
+    if any(c.isspace() for c in url):
+        return [error(path, "The broker URL contains a space.")]
+    return []
+
+
+def check_broker_credentials(
+    username: str | None, password: str | None, *, path: str = "integrations.mqtt_broker"
+) -> list[Violation]:
+    """MQTT sends a password only with a username."""
+    if password and not username:
+        return [error(f"{path}.username", "A broker password needs a username (MQTT sends none without one).")]
+    return []
+
+
 # --- Input and Output modules ----------------------------------------------------------------
 
 
@@ -651,7 +698,17 @@ def check_output_mode(mode: str, *, path: str) -> list[Violation]:
 
 # --- the whole document ----------------------------------------------------------------------
 
-_TOP_KEYS = ("location", "gateway", "powerbox", "ct_hubs", "solid_core_cts", "input_modules", "output_modules", "loads")
+_TOP_KEYS = (
+    "location",
+    "gateway",
+    "powerbox",
+    "ct_hubs",
+    "solid_core_cts",
+    "input_modules",
+    "output_modules",
+    "loads",
+    "integrations",
+)
 _JSON_TYPES = {dict: "an object", list: "a list", str: "a string", bool: "true or false", type(None): "null"}
 
 
@@ -922,6 +979,26 @@ def check_installation(doc: Any, context: Context | None = None) -> list[Violati
         v += check_io_module_count(len(io_paths), path=io_paths[catalogue.MAX_IO_MODULES_PER_GATEWAY])
 
     v += check_unique_serials(serials)
+
+    # Outgoing integrations.
+    if "integrations" in root:
+        integrations = r.obj(root["integrations"], "integrations", required=(),
+                             optional=("smappee_mqtt", "home_assistant", "mqtt_broker"))  # fmt: skip
+        if integrations is not None:
+            r.boolean(integrations, "smappee_mqtt", "integrations.smappee_mqtt")
+            r.boolean(integrations, "home_assistant", "integrations.home_assistant")
+            if "mqtt_broker" in integrations:
+                broker = r.obj(integrations["mqtt_broker"], "integrations.mqtt_broker", required=("url",),
+                               optional=("username", "password"))  # fmt: skip
+                if broker is not None:
+                    url = r.text(broker, "url", "integrations.mqtt_broker.url", max_length=MAX_LENGTHS["broker_url"])
+                    if url is not None:
+                        v += check_broker_url(url)
+                    username = r.text(broker, "username", "integrations.mqtt_broker.username",
+                                      max_length=MAX_LENGTHS["broker_username"], blank=True)  # fmt: skip
+                    password = r.text(broker, "password", "integrations.mqtt_broker.password",
+                                      max_length=MAX_LENGTHS["broker_password"], blank=True)  # fmt: skip
+                    v += check_broker_credentials(username, password)
 
     # Loads and their CTs.
     names: list[tuple[str, str]] = []

@@ -368,7 +368,7 @@ CASES: dict[str, tuple[Callable[[dict], None], str, str]] = {
         lambda d: d.update(ct_hub=[]),
         "ct_hub",
         "Unknown key 'ct_hub'; expected 'location', 'gateway', 'powerbox', 'ct_hubs', 'solid_core_cts', "
-        "'input_modules', 'output_modules' or 'loads'.",
+        "'input_modules', 'output_modules', 'loads' or 'integrations'.",
     ),
     "loads that are not a list": (
         lambda d: d.update(loads={"Grid": {}}),
