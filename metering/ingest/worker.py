@@ -110,13 +110,23 @@ class Worker:
                     connection.close()
                     for shard in self.owned:
                         self.owned[shard] = "0"  # the failed entry is pending: first again, in order
-                    stop.wait(backoff_s)
+                    self._wait_keeping_leases(stop, backoff_s)
                     backoff_s = min(backoff_s * 2, MAX_BACKOFF_S)
         finally:
             if self.graceful:
                 self._leave()
             connection.close()
             log.info("ingest worker %s stopped after %d entries", self.name, self.processed)
+
+    def _wait_keeping_leases(self, stop: threading.Event, seconds: float) -> None:
+        """Wait out a database outage with the heartbeat and leases renewed: another worker would
+        wait for the same database, and each move of a shard drops its Power Boxes' leftover
+        samples (tests/faults: a 2 s restart of PostgreSQL moved shards back and forth)."""
+        deadline = time.monotonic() + seconds
+        while not stop.wait(max(0.0, min(deadline - time.monotonic(), self.lease_ms / 3000))):
+            if time.monotonic() >= deadline:
+                return
+            self.tick()  # Redis errors go to run(), as from step()
 
     def step(self) -> None:
         """Keep the leases, then process one read of pending or new entries."""
