@@ -231,3 +231,25 @@ def test_it_runs_on_frames_the_server_meters(client, house):
     command = RelayCommand.objects.get(automation__isnull=False)
     assert command.on is True and command.relay.name == "Boiler"
     assert any(c["id"] == str(command.pk) for reply in replies for c in reply.get("commands", []))
+
+
+def test_a_switch_at_the_output_module_counts_as_by_hand(house):
+    location, _ = house
+    surplus_automation(location, duration_s=0)
+    gateway = Gateway.objects.get(location=location)
+    acknowledge(gateway, {"type": "ack", "relay": boiler(location).ref, "on": False})  # no command: at the device
+    feed(location, 1500.0, [time.time()])
+    assert not RelayCommand.objects.exists()
+
+
+def test_its_own_switches_do_not_count_as_by_hand(house):
+    location, _ = house
+    surplus_automation(location, duration_s=0)
+    gateway = Gateway.objects.get(location=location)
+    now = time.time()
+    feed(location, 1500.0, [now])
+    on = RelayCommand.objects.get()
+    acknowledge(gateway, {"type": "ack", "command": on.pk, "relay": on.relay.ref, "on": True})
+    feed(location, 0.0, [now + 1])  # the surplus is gone: back off at once, no manual window
+    off = RelayCommand.objects.exclude(pk=on.pk).get()
+    assert (off.on, off.automation_id) == (False, on.automation_id)
