@@ -59,6 +59,7 @@ class ApiTokenAuth(HttpBearer):
     def authenticate(self, request: HttpRequest, token: str):
         user = ApiToken.user_for(token)
         if user is not None:
+            request.user = user  # as a session would: code below the API reads request.user
             return user
         gateway = gateway_for(f"Bearer {token}") if self.gateways else None
         if gateway is None:

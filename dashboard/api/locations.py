@@ -60,7 +60,7 @@ def location_detail(request: HttpRequest, location_id: int):
     gateway = Gateway.objects.filter(location=location).first()
     relays = Relay.objects.filter(module__location=location).select_related("module")
     inputs = [
-        {"ref": di.ref, "name": di.name, "mode": di.mode, "unit": di.unit}
+        {"id": di.pk, "ref": di.ref, "name": di.name, "mode": di.mode, "unit": di.unit}
         for module in location.input_modules.prefetch_related("inputs")
         for di in module.inputs.all()
     ]

@@ -11,12 +11,13 @@ from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI, Swagger
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
-from dashboard.api import auth, locations, relays
+from dashboard.api import auth, automations, locations, relays
 from dashboard.api.errors import ApiError
 
 DESCRIPTION = """\
 The Infinity Dashboard's REST API: your locations, their live values, energy history at the
-aggregation levels 5min, hour, day, month and quarter (JSON and CSV), events and relay commands.
+aggregation levels 5min, hour, day, month and quarter (JSON and CSV), events, relay commands
+and automations.
 
 Authenticate with a personal API token, created on the *API tokens* page (`/account/api-tokens/`):
 `Authorization: Bearer <token>`. A signed-in browser session works too (unsafe methods then need
@@ -81,3 +82,4 @@ def on_invalid(request: HttpRequest, problem: ValidationError) -> HttpResponse:
 
 api.add_router("/v1/", locations.router)
 api.add_router("/v1/", relays.router)
+api.add_router("/v1/", automations.router)

@@ -31,6 +31,7 @@ class LoadOut(Schema):
 
 
 class InputOut(Schema):
+    id: int
     ref: str = Field(description="'<module serial>/<input number>'.")
     name: str
     mode: str

@@ -26,6 +26,7 @@ def user_endpoints(location_id: int, relay_id: int) -> list[tuple[str, str]]:
         ("get", f"{base}/relays"),
         ("get", f"{base}/relay-commands"),
         ("post", f"{base}/relays/{relay_id}/commands"),
+        ("get", f"{base}/automations"),
     ]
 
 

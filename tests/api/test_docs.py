@@ -20,6 +20,11 @@ OPERATIONS = {
     ("get", "/api/v1/locations/{location_id}/relays"),
     ("get", "/api/v1/locations/{location_id}/relay-commands"),
     ("post", "/api/v1/locations/{location_id}/relays/{relay_id}/commands"),
+    ("get", "/api/v1/locations/{location_id}/automations"),
+    ("post", "/api/v1/locations/{location_id}/automations"),
+    ("get", "/api/v1/locations/{location_id}/automations/{automation_id}"),
+    ("patch", "/api/v1/locations/{location_id}/automations/{automation_id}"),
+    ("delete", "/api/v1/locations/{location_id}/automations/{automation_id}"),
 }
 
 
