@@ -12,7 +12,8 @@ class WithoutConnectionHop(AsyncWebsocketConsumer):
     Channels' ``dispatch`` runs ``close_old_connections`` on its database thread before every
     handler. A handler that touches no database, or hands its database work to threads that
     check their own connections, does not need it: at hundreds of messages a second that hop is
-    a fifth of a message's CPU and a GIL hand-off in its latency (tools.bench_push).
+    a fifth of a message's CPU and a GIL hand-off in its latency. Kept for ``tools/bench_push.py``
+    (browser sockets' ``card.update``) and ``tools/bench_ingest.py`` (device sockets' frames).
     """
 
     no_connection_check: frozenset[str] = frozenset()

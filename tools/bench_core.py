@@ -13,8 +13,9 @@ single-threaded, for float64 and float32 frames:
   against the beyond-L2 one: a frame arrives in memory from the network, not hot in a cache;
 - the same for two sources of samples: separate arrays, one per channel (what a caller that
   builds its own arrays hands over; the core copies the currents into one block), and the
-  rows of one block as :func:`metering.ingest.frames.decode_binary` returns them (what ingest hands
-  over; used in place);
+  rows of one block as :func:`metering.ingest.frames.decode_binary` returns them (used in place,
+  through the core's pointer check), and that block itself to ``compute_block`` (what ingest
+  hands over);
 - the part of a frame that streams all its bytes (the currents' one copy when separate,
   their products with the basis rows, their squares), and ``to_dict``.
 
@@ -52,8 +53,8 @@ TARGET_FRAMES_PER_S = 2000.0
 TARGET_RATIO = 6.0
 SOURCES = ("arrays", "decoded", "block")
 """``arrays``: one array per channel, to :func:`compute_frame`; ``decoded``: the rows of one
-block as :func:`decode_binary` gives them, to :func:`compute_frame` (what ingest does);
-``block``: that block itself, to :func:`compute_block` (no per-row checks)."""
+block as :func:`decode_binary` gives them, to :func:`compute_frame`; ``block``: that block
+itself, to :func:`compute_block` (no per-row checks; what ingest does)."""
 
 
 def reference_config() -> MeterConfig:

@@ -642,6 +642,9 @@ def _fast_blocks(v_rows: list[Any], i_rows: list[Any]) -> tuple[list[np.ndarray]
     return v_rows, i_rows if i_block is None else i_block
 
 
+# Pointer arithmetic on ``__array_interface__`` (here and in _rows_view): measured by
+# tools/bench_core.py, source "decoded" (rows of one block -> compute_frame) against "arrays".
+# Ingest itself hands decoded frames to compute_block, which needs none of it.
 def _row_pointers(rows: list[np.ndarray]) -> list[int] | None:
     """The data addresses of C-contiguous rows that share one 2-D base of their dtype, or ``None``."""
     first = rows[0]

@@ -35,7 +35,13 @@ def too_large(size: int) -> JsonResponse:
 @csrf_exempt
 @require_POST
 async def frames(request: HttpRequest) -> JsonResponse:
-    return await on_ingest_threads(receive_frames)(request)
+    try:
+        return await on_ingest_threads(receive_frames)(request)
+    except gateways.UNAVAILABLE as problem:  # the token's or the commands' lookup
+        busy = gateways.unavailable(problem)
+        response = JsonResponse(busy.as_dict(), status=busy.status)
+        response["Retry-After"] = str(busy.retry_after_s)
+        return response
 
 
 def receive_frames(request: HttpRequest) -> JsonResponse:
@@ -49,7 +55,7 @@ def receive_frames(request: HttpRequest) -> JsonResponse:
         return too_large(int(length))
     received = gateways.receive_frames(gateway, gateways.HTTP, lambda: parse_frames(request.body))
     if received.problem is not None:
-        response = error(received.problem.message, received.problem.field, received.status)
+        response = JsonResponse(received.problem.as_dict(), status=received.status)
         if received.retry_after_s is not None:
             response["Retry-After"] = str(received.retry_after_s)
         return response

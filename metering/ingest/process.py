@@ -454,7 +454,8 @@ def _fit_previous(state: SimpleNamespace, window: SeqWindow, frame: SampleFrame)
 
 
 # The state row is read and written with plain SQL and orjson: it is the one row every frame
-# touches, and the ORM's query building cost as much as the rest of storing a frame.
+# touches, and the ORM's query building cost as much as the rest of storing a frame. Kept for
+# tools/bench_ingest.py (WebSocket with binary frames, target >= 300 frames/s).
 _STATE_COLUMNS = (
     "id",
     "last_seq",
