@@ -165,7 +165,7 @@ def live_values_context(location: Location, values: dict | None, now: float | No
 def pulses_today(location: Location, input_pks: list[int], now: datetime) -> dict[int, int]:
     """Pulses per input since local midnight, from the 5-minute buckets.
 
-    Ingest writes the buckets every :data:`metering.ingest.FLUSH_EVERY_S`, so the sum is kept
+    Ingest writes the buckets every :data:`metering.ingest.process.FLUSH_EVERY_S`, so the sum is kept
     for :data:`TODAY_KEEP_S` (shorter) rather than queried for every push.
     """
     midnight = local_midnight(location, now)
