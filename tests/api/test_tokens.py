@@ -43,6 +43,11 @@ def test_it_shows_a_new_token_once_and_stores_only_its_hash(client, owner):
     assert client.get(LOCATIONS, **bearer(token)).status_code == 200
 
 
+def test_every_page_links_to_the_tokens_page_for_a_signed_in_user(client, owner):
+    client.force_login(owner)
+    assert f'href="{PAGE}"'.encode() in client.get("/").content
+
+
 def test_it_lists_only_the_users_own_tokens(client, owner, stranger):
     token_for(stranger, "stranger's script")
     token_for(owner, "owner's script")
