@@ -118,6 +118,14 @@ def apply_command(house: House, command: dict[str, Any]) -> dict[str, Any]:
     return {"type": "ack", "command": command_id, "relay": relay, "on": on}
 
 
+def _on_house_clock(command: dict[str, Any], offset_s: float) -> dict[str, Any]:
+    """A command whose ``until`` (server time) is moved to the house's clock."""
+    until = command.get("until")
+    if offset_s and isinstance(until, (int, float)) and not isinstance(until, bool) and math.isfinite(until):
+        return {**command, "until": until + offset_s}
+    return command
+
+
 def malformed_payload(frame: OutgoingFrame, fault: str, encode_doc: Callable[[dict], bytes] = dumps) -> Payload:
     """A deliberately broken JSON frame: truncated JSON, one channel a sample short, or an
     extra CT the installation does not have. ``encode_doc`` wraps a document as the transport
@@ -158,6 +166,7 @@ def stream(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     wall: Callable[[], float] = time.time,
+    house_offset_s: float = 0.0,
 ) -> StreamStats:
     """Stream frames of ``house`` through ``transport`` until ``frames`` were produced (and
     delivered or dropped), or forever. Returns the counts; raises
@@ -166,7 +175,13 @@ def stream(
     Frame ``k`` is numbered ``first_seq + k`` and starts at ``start_t + k * duration_s``
     (default: the current Unix second). It goes out ``k * duration_s / speed`` wall seconds
     after the start, but not before ``wall()`` reaches its start time.
+
+    ``house_offset_s`` lets the house live at another time than its frames say: frame ``k``
+    carries what the house does at ``start_t + k * duration_s + house_offset_s`` (a sunny noon
+    at any hour of the day), stamped with its real time, as the server accepts only those.
     """
+    if not math.isfinite(house_offset_s):
+        raise ValueError(f"house_offset_s must be a finite number of seconds, got {house_offset_s}")
     if speed <= 0:
         raise ValueError(f"speed must be positive, got {speed}")
     if buffer_limit < 1:
@@ -202,7 +217,7 @@ def stream(
         k = stats.produced
         t, seq = start_t + k * duration_s, first_seq + k
         stats.produced += 1
-        voltages, currents, inputs = house.frame(t, duration_s, fs_hz)
+        voltages, currents, inputs = house.frame(t + house_offset_s, duration_s, fs_hz)
         frame = OutgoingFrame(house.powerbox_serial, seq, t, fs_hz, voltages, currents, inputs)
         last_t = t
         fault = FAULTS[int(rng.integers(len(FAULTS)))] if faults and rng.random() < fault_rate else None
@@ -229,7 +244,7 @@ def stream(
             key = command.get("id")
             ack = answered.get(key) if key is not None else None
             if ack is None:
-                ack = apply_command(house, command)
+                ack = apply_command(house, _on_house_clock(command, house_offset_s))
                 stats.commands += 1
                 if key is not None:
                     answered[key] = ack
@@ -279,7 +294,7 @@ def stream(
         stats.last_seq = seq
         count(payload, reply)
         if report_every and stats.sent % report_every == 0:
-            totals = house.totals(payload.t)
+            totals = house.totals(payload.t + house_offset_s)
             out(
                 f"frame {stats.sent}: consumption {totals.consumption_w / 1000:.2f} kW, "
                 f"solar {totals.solar_w / 1000:.2f} kW, grid {totals.grid_w / 1000:.2f} kW; "

@@ -14,6 +14,7 @@ token as ``--token=TOKEN`` (tokens are base64url and may start with ``-``) or se
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
@@ -93,6 +94,19 @@ def _draw(bar: Callable[[str], None], done: int, total: int, started: float) -> 
     )
 
 
+def _local_datetime(value: str) -> datetime:
+    """A local date and time (no zone: the location's) such as ``2026-06-21T13:30``."""
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a local date and time such as 2026-06-21T13:30") from None
+    if moment.tzinfo is not None:
+        raise argparse.ArgumentTypeError(f"{value!r}: give the location's local time, without a zone")
+    if not 2020 <= moment.year <= 2100:
+        raise argparse.ArgumentTypeError(f"{value!r}: the year must be from 2020 to 2100")
+    return moment
+
+
 def _parse_miswire(values: list[str]) -> dict[str, str]:
     miswire = {}
     for value in values:
@@ -158,6 +172,19 @@ class Command(BaseCommand):
         parser.add_argument("--buffer", type=int, default=120, metavar="N", help="frames kept during an outage")
         parser.add_argument("--cloudiness", type=float, default=None, help="fix the sky: 0 clear .. 1 overcast")
         parser.add_argument(
+            "--house-time",
+            type=_local_datetime,
+            default=None,
+            metavar="YYYY-MM-DDTHH:MM",
+            help="the house lives from this local time on (its sun, appliances and meters) while its frames "
+            "carry the real time, e.g. 2026-06-21T13:30 for a summer noon at any hour",
+        )
+        parser.add_argument(
+            "--sunny-noon",
+            action="store_true",
+            help="a clear summer noon: --cloudiness 0 and --house-time 13:30 on 21 June of this year",
+        )
+        parser.add_argument(
             "--installation",
             type=Path,
             default=None,
@@ -200,7 +227,7 @@ class Command(BaseCommand):
                 seed=seed,
                 miswire=_parse_miswire(options["miswire"]),
                 reverse=options["reverse"],
-                cloudiness=options["cloudiness"],
+                cloudiness=0.0 if options["sunny_noon"] else options["cloudiness"],
             )
         except ValueError as exc:
             raise CommandError(f"cannot simulate this installation: {exc}") from exc
@@ -234,11 +261,17 @@ class Command(BaseCommand):
         target = options["mqtt_url"] if options["transport"] == "mqtt" else options["url"]
         first_seq = options["seq"] if options["seq"] is not None else 0 if last_seq is None else last_seq + 1
         start_t = start_time(now.timestamp(), speed=options["speed"], frames=options["frames"], resume_t=resume_t)
+        house_time = options["house_time"]
+        if options["sunny_noon"]:
+            house_time = house_time or datetime(now.year, 6, 21, 13, 30)
+        house_offset_s = 0.0 if house_time is None else house_time.replace(tzinfo=house.tz).timestamp() - start_t
         self.stdout.write(
             f"Streaming {house.topology} house {installation.get('location', {}).get('name', '')!r} "
             f"(Power Box {house.powerbox_serial}) to {target} over {transport.name}, "
             f"{options['speed']:g} frame(s) per second from seq {first_seq}, "
-            f"{datetime.fromtimestamp(start_t, house.tz):%Y-%m-%d %H:%M:%S}. Ctrl+C stops."
+            f"{datetime.fromtimestamp(start_t, house.tz):%Y-%m-%d %H:%M:%S}"
+            + (f" (the house lives at {house_time:%Y-%m-%d %H:%M})" if house_time is not None else "")
+            + ". Ctrl+C stops."
         )
         try:
             stats = stream(
@@ -250,6 +283,7 @@ class Command(BaseCommand):
                 fault_rate=options["fault_rate"],
                 seed=seed,
                 fs_hz=options["fs"],
+                house_offset_s=house_offset_s,
                 start_t=start_t,
                 first_seq=first_seq,
                 report_every=options["every"],
