@@ -111,9 +111,10 @@ class HistoryQuery(Schema):
     level: Level = Field(description="Bucket size: 5min, or local hour, day, month, quarter.")
     start: str = Field(
         alias="from",
+        max_length=32,
         description="Local start (inclusive): YYYY-MM-DD or YYYY-MM-DDTHH:MM in the location's time zone.",
     )
-    end: str = Field(alias="to", description="Local end (exclusive), same forms as `from`.")
+    end: str = Field(alias="to", max_length=32, description="Local end (exclusive), same forms as `from`.")
 
 
 def _history(request: HttpRequest, location_id: int, query: HistoryQuery):

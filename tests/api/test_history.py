@@ -161,6 +161,7 @@ def test_it_downloads_the_same_rows_as_csv_with_units_in_the_headers(api, house)
         ({"level": "day", "from": "1999-12-31", "to": "2000-01-03"}, "from", "between 2000-01-01"),
         ({"level": "day", "from": "2026-01-01", "to": "2999-01-01"}, "to", "between 2000-01-01"),
         ({"level": "day", "to": "2026-01-08"}, "from", "from"),
+        ({"level": "day", "from": "2026-01-01" + "0" * 5000, "to": "2026-01-08"}, "from", "at most 32 characters"),
         ({"from": "2026-01-01", "to": "2026-01-08"}, "level", "level"),
     ],
 )
