@@ -3,10 +3,12 @@
 A pooled connection never makes its caller wait: it connects in paho's own thread
 (``connect_async`` + ``loop_start``) and reconnects there with a back-off. What is published
 while it is down is dropped (the next second brings fresh values), except retained messages
-(configurations, relay states, availability): the latest payload of each retained topic is kept
-and sent again on every (re)connection, so a broker restarted without persistence gets them
-back. A broker that accepts the connection but reads slowly cannot make memory grow either:
-beyond :data:`MAX_UNSENT` messages waiting for the socket, new ones are dropped.
+(configurations, relay states, availability): the latest payload of each retained topic waits
+and is sent once at the next connection. :attr:`Connection.generation` counts connections (and
+requests to send everything again, such as Home Assistant's restart), so the publisher sends a
+location's retained messages again to a broker that may have lost them. A broker that accepts
+the connection but reads slowly cannot make memory grow either: beyond :data:`MAX_UNSENT`
+messages waiting for the socket, new ones are dropped.
 
 Nothing here knows Django: :mod:`metering.integrations.publisher` wires it to the live values.
 """
@@ -28,8 +30,8 @@ log = logging.getLogger(__name__)
 
 # Messages handed to paho but not yet written to the socket; more are dropped.
 MAX_UNSENT = 2_000
-# Retained topics remembered per broker for re-sending after a reconnection.
-MAX_RETAINED_TOPICS = 20_000
+# Retained messages waiting for a connection, per broker (the latest payload per topic).
+MAX_PENDING_TOPICS = 20_000
 RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 60
 # A broken broker is reported at most this often (a log line, nothing else).
 WARN_EVERY_S = 300.0
@@ -84,8 +86,8 @@ class Connection:
         self.subscriptions = subscriptions
         self._handle_message = on_message
         self._handle_connect = on_connect
-        self._lock = threading.Lock()
-        self._retained: dict[str, bytes] = {}
+        self._lock = threading.RLock()  # _send runs under it while waiting messages go out
+        self._pending: dict[str, bytes] = {}
         self._unsent = 0
         self._last_warning = 0.0
         self.connected = threading.Event()
@@ -119,15 +121,15 @@ class Connection:
         if reason_code.is_failure:
             self._warn("MQTT broker %s refused the connection: %s", self.broker, reason_code)
             return
-        with self._lock:
-            self.generation += 1
-            retained = list(self._retained.items())
-            self._unsent = 0
         if self.subscriptions:
             client.subscribe([(topic, 0) for topic in self.subscriptions])
-        for topic, payload in retained:
-            self._send(topic, payload, retain=True)
-        self.connected.set()
+        with self._lock:  # waiting messages go out before any newer one for the same topic
+            self.generation += 1
+            self._unsent = 0
+            pending, self._pending = list(self._pending.items()), {}
+            for topic, payload in pending:
+                self._send(topic, payload, retain=True)
+            self.connected.set()
         if self._handle_connect is not None:
             try:
                 self._handle_connect(self)
@@ -157,19 +159,24 @@ class Connection:
     # --- publishing (any thread) -----------------------------------------------------------
 
     def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> bool:
-        """Hand one QoS 0 message to paho; False when it was dropped (not connected, or backlog)."""
-        if retain:
-            with self._lock:
-                if topic not in self._retained and len(self._retained) >= MAX_RETAINED_TOPICS:
-                    self._retained.pop(next(iter(self._retained)))
-                if payload:
-                    self._retained[topic] = payload
-                else:  # an empty retained payload clears the topic: nothing to send again
-                    self._retained.pop(topic, None)
-        if not self.connected.is_set():
-            self.dropped += 1
-            return False
+        """Hand one QoS 0 message to paho; False when it was not sent now.
+
+        A retained message published while disconnected waits for the next connection.
+        """
+        with self._lock:
+            if not self.connected.is_set():
+                self.dropped += not retain
+                if retain:
+                    if topic not in self._pending and len(self._pending) >= MAX_PENDING_TOPICS:
+                        self._pending.pop(next(iter(self._pending)))
+                    self._pending[topic] = payload
+                return False
         return self._send(topic, payload, retain=retain)
+
+    def resend(self) -> None:
+        """Ask the publisher to send every retained message again (the broker or its reader lost them)."""
+        with self._lock:
+            self.generation += 1
 
     def _send(self, topic: str, payload: bytes, *, retain: bool) -> bool:
         with self._lock:
