@@ -31,10 +31,10 @@ import orjson
 from django.db import connection, transaction
 from django.utils import timezone
 
-from devices.models import Event, Gateway, PowerBox
+from devices.models import CtModule, Event, Gateway, InputModule, OutputModule, PowerBox
 from metering import live, rollups
 from metering.core import Carry, FrameResult, MeterConfig, compute_block, compute_frame
-from metering.ingest.frames import FrameError, SampleFrame
+from metering.ingest.frames import FrameError, SampleFrame, decode_binary
 from metering.ingest.sequence import Arrival, SeqWindow
 from metering.installed import Installed, installed
 from metering.models import InputCount, LoadEnergy, LocationEnergy, PowerBoxState
@@ -92,6 +92,40 @@ def record_invalid_frame(gateway: Gateway, problem: FrameError, transport: str) 
     )
 
 
+@dataclass
+class Entry:
+    """One submission: a gateway's frames, decoded (``frames``) or one binary message."""
+
+    gateway_id: int
+    transport: str
+    now: float
+    frames: list[SampleFrame] | None = None
+    binary: bytes | None = None
+    gateway: Gateway | None = None  # known in process; a worker looks it up by id
+    reply: str = ""
+    rid: str = ""
+
+
+def process_entry(entry: Entry) -> dict:
+    """Meter and store one entry's frames; its JSON-able outcome.
+
+    ``{"accepted": [receipt, ...]}``, or ``{"error", "field", "status"}`` for a refused frame,
+    which is recorded as an "Invalid frame" Event of the gateway's location, as the transports
+    did. Everything is committed when it returns. Database errors propagate (the entry is then
+    processed again).
+    """
+    gateway = entry.gateway or Gateway.objects.select_related("location").filter(pk=entry.gateway_id).first()
+    if gateway is None:
+        return {"error": "gateway no longer exists", "field": "Authorization", "status": 401}
+    try:
+        frames = entry.frames if entry.frames is not None else [decode_binary(entry.binary or b"", now=entry.now)]
+        outcome = ingest_frames(gateway, frames)
+    except FrameError as problem:
+        record_invalid_frame(gateway, problem, entry.transport)
+        return {"error": problem.message, "field": problem.field, "status": problem.status}
+    return {"accepted": [receipt.as_dict() for receipt in outcome.receipts]}
+
+
 # Leftover samples per Power Box, valid only for the frame that follows them.
 _carries: dict[int, tuple[int, MeterConfig, Carry]] = {}
 _carry_lock = threading.Lock()
@@ -139,8 +173,6 @@ def _refuse_unknown(ref: str, field_path: str, what: str, setup: Installed, gate
 
 
 def _module_elsewhere(serial: str, location_id: int) -> bool:
-    from devices.models import CtModule, InputModule, OutputModule
-
     return (
         CtModule.objects.filter(serial=serial).exclude(powerbox__location_id=location_id).exists()
         or InputModule.objects.filter(serial=serial).exclude(location_id=location_id).exists()

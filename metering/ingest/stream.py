@@ -2,7 +2,7 @@
 
 Two implementations of one interface, :meth:`submit` (blocking) and :meth:`asubmit`:
 
-- :class:`InProcessStream` (no ``REDIS_URL``, the embedded default): :func:`process` runs in
+- :class:`InProcessStream` (no ``REDIS_URL``, the embedded default): :func:`~metering.ingest.process.process_entry` runs in
   the caller's thread, exactly as the transports called ``ingest_frames`` before.
 - :class:`RedisStream`: Redis Streams with one consumer group. Frames are partitioned by Power
   Box into ``INGEST_SHARDS`` streams ``<prefix>:<shard>``; a worker owns a shard through a
@@ -37,7 +37,7 @@ from django.conf import settings
 
 from devices.models import Gateway
 from metering.ingest.frames import InputReading, SampleFrame
-from metering.ingest.process import BatchOutcome, IngestError, Receipt
+from metering.ingest.process import BatchOutcome, Entry, IngestError, Receipt, process_entry
 
 log = logging.getLogger(__name__)
 
@@ -82,20 +82,6 @@ class Refused(IngestError):
     already recorded as an "Invalid frame" Event by the worker: the transport only answers it."""
 
 
-@dataclass
-class Entry:
-    """One submission: a gateway's frames, decoded (``frames``) or one binary message."""
-
-    gateway_id: int
-    transport: str
-    now: float
-    frames: list[SampleFrame] | None = None
-    binary: bytes | None = None
-    gateway: Gateway | None = None  # known in process; a worker looks it up by id
-    reply: str = ""
-    rid: str = ""
-
-
 def outcome_from(result: dict) -> BatchOutcome:
     """The worker's JSON-able result as the transports know it: receipts, or :class:`Refused`."""
     if "error" in result:
@@ -109,10 +95,8 @@ class InProcessStream:
     def submit(
         self, gateway: Gateway, frames: list[SampleFrame], transport: str, *, binary: bytes | None = None
     ) -> BatchOutcome:
-        from metering.ingest.worker import process
-
         entry = Entry(gateway.pk, transport, time.time(), frames=frames, gateway=gateway)
-        return outcome_from(process(entry))
+        return outcome_from(process_entry(entry))
 
     async def asubmit(
         self, gateway: Gateway, frames: list[SampleFrame], transport: str, *, binary: bytes | None = None

@@ -1,7 +1,8 @@
 """Ingest workers: take entries from the stream, meter, store, answer.
 
-:func:`process` is the one function that turns an entry into its outcome; the in-process
-stream calls it in the caller's thread, :class:`Worker` for each entry of its shards.
+:func:`metering.ingest.process.process_entry` is the one function that turns an entry into its
+outcome; the in-process stream calls it in the caller's thread, :class:`Worker` for each entry of
+its shards.
 
 A worker owns shards through leases in Redis (``SET NX PX``), renewed every third of their
 time while it runs; the live workers (a sorted set of heartbeats) share the shards fairly,
@@ -24,10 +25,9 @@ import zlib
 import redis
 from django.db import InterfaceError, OperationalError, close_old_connections, connection
 
-from devices.models import Gateway
-from metering.ingest.frames import FrameError, decode_binary
-from metering.ingest.process import ingest_frames, record_invalid_frame
-from metering.ingest.stream import Entry, RedisStream, entry_from, worker_name
+from metering.ingest.process import Entry, process_entry
+from metering.ingest.stream import RedisStream, entry_from, worker_name
+from metering.ingest.stream import stream as this_process_stream
 
 log = logging.getLogger(__name__)
 
@@ -35,26 +35,6 @@ DEFAULT_LEASE_S = 10.0
 # Entries read from the stream at a time, per shard.
 READ_COUNT = 16
 MAX_BACKOFF_S = 10.0
-
-
-def process(entry: Entry) -> dict:
-    """Meter and store one entry's frames; its JSON-able outcome.
-
-    ``{"accepted": [receipt, ...]}``, or ``{"error", "field", "status"}`` for a refused frame,
-    which is recorded as an "Invalid frame" Event of the gateway's location, as the transports
-    did. Everything is committed when it returns. Database errors propagate (the entry is then
-    processed again).
-    """
-    gateway = entry.gateway or Gateway.objects.select_related("location").filter(pk=entry.gateway_id).first()
-    if gateway is None:
-        return {"error": "gateway no longer exists", "field": "Authorization", "status": 401}
-    try:
-        frames = entry.frames if entry.frames is not None else [decode_binary(entry.binary or b"", now=entry.now)]
-        outcome = ingest_frames(gateway, frames)
-    except FrameError as problem:
-        record_invalid_frame(gateway, problem, entry.transport)
-        return {"error": problem.message, "field": problem.field, "status": problem.status}
-    return {"accepted": [receipt.as_dict() for receipt in outcome.receipts]}
 
 
 class Worker:
@@ -158,7 +138,7 @@ class Worker:
             self.stream.finish(shard, entry_id, Entry(0, "", 0.0), {})
             return
         try:
-            result = process(entry)
+            result = process_entry(entry)
         except (OperationalError, InterfaceError, redis.RedisError):
             raise
         except Exception:  # one bad entry must not stop its shard (it would be retried forever)
@@ -276,8 +256,6 @@ def _ranges(shards: list[int]) -> str:
 
 def run(stop: threading.Event, *, stream: RedisStream | None = None, **options) -> Worker:
     """Run one worker on ``stream`` (this process's) until ``stop`` is set; returns it."""
-    from metering.ingest.stream import stream as this_process_stream
-
     stream = stream or this_process_stream()
     if not isinstance(stream, RedisStream):
         raise RuntimeError("ingest workers need a Redis stream: set REDIS_URL")

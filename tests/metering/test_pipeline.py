@@ -19,11 +19,10 @@ from django.db import connection
 
 from devices.models import Event, Gateway
 from metering.ingest.frames import decode_binary, encode_binary, frame_from_dict, parse_frames
-from metering.ingest.process import ingest_frames
+from metering.ingest.process import Entry, ingest_frames, process_entry
 from metering.ingest.stream import (
     GROUP,
     Busy,
-    Entry,
     InProcessStream,
     RedisStream,
     Refused,
@@ -31,7 +30,7 @@ from metering.ingest.stream import (
     shard_of,
     unpack_frames,
 )
-from metering.ingest.worker import Worker, process
+from metering.ingest.worker import Worker
 from metering.models import PowerBoxState
 from tests.factories import T0, make_location, star_frame
 
@@ -140,16 +139,16 @@ def test_it_processes_a_binary_message_against_the_time_it_was_received():
     location, _ = make_location()
     gateway = Gateway.objects.get(location=location)
     binary = encode_binary(frames(1)[0])
-    assert process(Entry(gateway.pk, "WebSocket", time.time(), binary=binary)) == {
+    assert process_entry(Entry(gateway.pk, "WebSocket", time.time(), binary=binary)) == {
         "accepted": [{"seq": 1, "status": "ok"}]
     }
-    too_early = process(Entry(gateway.pk, "WebSocket", T0 - 3600, binary=encode_binary(frames(2)[0])))
+    too_early = process_entry(Entry(gateway.pk, "WebSocket", T0 - 3600, binary=encode_binary(frames(2)[0])))
     assert too_early["status"] == 422 and too_early["field"] == "t"
 
 
 @pytest.mark.django_db
 def test_it_answers_401_for_a_gateway_deleted_while_its_frame_waited():
-    assert process(Entry(999_999, "HTTP", time.time(), frames=frames(1)))["status"] == 401
+    assert process_entry(Entry(999_999, "HTTP", time.time(), frames=frames(1)))["status"] == 401
 
 
 # ------------------------------------------------------------------------------ on Redis
@@ -323,7 +322,7 @@ def test_it_processes_a_dead_workers_pending_frames_once_and_in_order(redis_stre
     from metering.ingest.stream import entry_from
 
     for _, fields in read[0][1][:3]:
-        process(entry_from(fields))  # committed, never acknowledged nor answered
+        process_entry(entry_from(fields))  # committed, never acknowledged nor answered
 
     workers("w1"), workers("w2")
     answered = results(waiting)
@@ -482,9 +481,9 @@ def test_it_processes_a_frame_again_after_the_database_failed(redis_stream, work
         if not failures:
             failures.append(entry.rid)
             raise OperationalError("server closed the connection unexpectedly")
-        return process(entry)
+        return process_entry(entry)
 
-    monkeypatch.setattr(worker_module, "process", flaky)
+    monkeypatch.setattr(worker_module, "process_entry", flaky)
     waiting = [redis_stream._send(gateway, frames(seq), "HTTP", None) for seq in (1, 2, 3)]
     workers("w1")
     assert [answer["accepted"][0] for answer in results(waiting)] == [
