@@ -15,7 +15,8 @@ from ninja import Field, Query, Router, Schema
 
 from dashboard.api import auth
 from dashboard.api import history as api_history
-from dashboard.api.errors import ApiError, page_of
+from dashboard.api.errors import ApiError
+from dashboard.api.paging import page_of
 from dashboard.api.schemas import (
     ErrorOut,
     EventPageOut,
@@ -104,11 +105,8 @@ def live_values(request: HttpRequest, location_id: int):
     return JsonResponse(values)
 
 
-Level = Literal["5min", "hour", "day", "month", "quarter"]
-
-
 class HistoryQuery(Schema):
-    level: Level = Field(description="Bucket size: 5min, or local hour, day, month, quarter.")
+    level: Literal[api_history.LEVELS] = Field(description="Bucket size: 5min, or local hour, day, month, quarter.")
     start: str = Field(
         alias="from",
         max_length=32,

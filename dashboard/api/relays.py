@@ -12,8 +12,9 @@ from django.shortcuts import get_object_or_404
 from ninja import Field, Query, Router, Schema, Status
 
 from dashboard import switching
-from dashboard.api.errors import ApiError, page_of
+from dashboard.api.errors import ApiError
 from dashboard.api.locations import ERRORS, location_for
+from dashboard.api.paging import page_of
 from dashboard.api.schemas import ErrorOut, RelayCommandOut, RelayCommandPageOut, RelayOut, SwitchIn
 from devices.models import Relay
 from metering.models import RelayCommand

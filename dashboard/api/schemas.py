@@ -8,6 +8,8 @@ from typing import Any, Literal
 from ninja import Field, Schema
 from pydantic import ConfigDict
 
+from dashboard.api.history import LEVELS
+
 
 class ErrorOut(Schema):
     error: str = Field(description="What is wrong, for a person to read.")
@@ -92,7 +94,7 @@ class HistoryRowOut(Schema):
 class HistoryOut(Schema):
     location: int
     timezone: str
-    level: Literal["5min", "hour", "day", "month", "quarter"]
+    level: Literal[LEVELS]
     start: str = Field(alias="from", description="Local start of the range (inclusive).")
     end: str = Field(alias="to", description="Local end of the range (exclusive).")
     rows: list[HistoryRowOut]
