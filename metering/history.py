@@ -8,28 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pandas as pd
 
 from devices.models import DigitalInput, Load, Location
-from metering.models import InputCount, LoadEnergy, LocationEnergy
-
-BUCKET = timedelta(minutes=5)
+from metering import rollups
+from metering.core import flow_totals
+from metering.models import BUCKET, FLOWS, MIN_SECONDS_FOR_POWER, InputCount, LoadEnergy, LocationEnergy
 
 # Resolution names → pandas offsets, applied on a local-time index.
 RESOLUTIONS = {"5min": "5min", "hour": "h", "day": "D", "month": "MS", "quarter": "QS"}
-
-FLOWS = (
-    "consumption_wh",
-    "solar_wh",
-    "grid_import_wh",
-    "grid_export_wh",
-    "battery_charge_wh",
-    "battery_discharge_wh",
-    "self_consumption_wh",
-    "self_supplied_wh",
-)
 
 
 def location_buckets(location: Location, start: datetime, end: datetime) -> pd.DataFrame:
@@ -55,11 +44,6 @@ def resample(buckets: pd.DataFrame, resolution: str) -> pd.DataFrame:
     sums = buckets[list(FLOWS)].resample(rule).sum()
     sums["always_on_w"] = consumption_power_w(buckets).resample(rule).min()
     return sums
-
-
-# A bucket with less data than this (the one being filled, or one cut by a gap) says little
-# about the lowest power of the house.
-MIN_SECONDS_FOR_POWER = 0.8 * BUCKET.total_seconds()
 
 
 def consumption_power_w(buckets: pd.DataFrame) -> pd.Series:
@@ -117,9 +101,6 @@ def backfill(
     pulses of each input. Replaces existing buckets at the same starts and rebuilds the
     rollups of the months written (:func:`metering.rollups.rebuild`). Returns buckets written.
     """
-    from metering import rollups
-    from metering.core import flow_totals
-
     loads = {load.name: load for load in Load.objects.filter(location=location)}
     inputs = {di.ref: di for di in DigitalInput.objects.filter(module__location=location).select_related("module")}
     hours = BUCKET.total_seconds() / 3600

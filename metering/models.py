@@ -9,6 +9,8 @@ a few rows; :mod:`metering.history` resamples buckets with pandas as the referen
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.db import models
 
 from devices.models import DigitalInput, Load, Location, PowerBox
@@ -44,6 +46,24 @@ class PowerBoxState(models.Model):
 
     def __str__(self) -> str:
         return f"state of {self.powerbox}"
+
+
+# History is kept in buckets of this length (metering.history, metering.rollups).
+BUCKET = timedelta(minutes=5)
+# A bucket with less data than this (the one being filled, or one cut by a gap) says little
+# about the lowest power of the house.
+MIN_SECONDS_FOR_POWER = 0.8 * BUCKET.total_seconds()
+# LocationEnergy's energy columns, one per flow.
+FLOWS = (
+    "consumption_wh",
+    "solar_wh",
+    "grid_import_wh",
+    "grid_export_wh",
+    "battery_charge_wh",
+    "battery_discharge_wh",
+    "self_consumption_wh",
+    "self_supplied_wh",
+)
 
 
 class LocationEnergy(models.Model):

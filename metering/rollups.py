@@ -3,7 +3,7 @@
 A year of history is 105,408 buckets; the usage card's week, month and year views read 168, 31
 and 12 rollup rows instead. Each rollup row holds the sums of the flows, the seconds of samples
 and the number of buckets behind it, and ``always_on_w``: the lowest average consumption power of
-a well-covered bucket (:data:`metering.history.MIN_SECONDS_FOR_POWER`), as
+a well-covered bucket (:data:`metering.models.MIN_SECONDS_FOR_POWER`), as
 :func:`metering.history.resample` gives it.
 
 Keys are local: an hour row is keyed by the UTC instant at which its local hour starts (a
@@ -34,8 +34,15 @@ from django.db import connection, transaction
 from django.db.models.signals import post_save, pre_save
 
 from devices.models import Location
-from metering.history import BUCKET, FLOWS, MIN_SECONDS_FOR_POWER
-from metering.models import LocationEnergy, LocationEnergyDay, LocationEnergyHour, LocationEnergyMonth
+from metering.models import (
+    BUCKET,
+    FLOWS,
+    MIN_SECONDS_FOR_POWER,
+    LocationEnergy,
+    LocationEnergyDay,
+    LocationEnergyHour,
+    LocationEnergyMonth,
+)
 
 SUMS = (*FLOWS, "seconds")
 COLUMNS = (*SUMS, "buckets", "always_on_w")
