@@ -50,6 +50,11 @@ class AutomationForm(forms.ModelForm):
     class Meta:
         model = Automation
         fields = FIELDS
+        # The unit of a threshold follows the quantity; the labels name every choice's.
+        labels = {
+            "threshold": "threshold (W, A, or the input's unit per hour)",
+            "release": "release threshold (same unit)",
+        }
         widgets = {
             "threshold": forms.NumberInput(attrs={"step": "any"}),
             "release": forms.NumberInput(attrs={"step": "any"}),
