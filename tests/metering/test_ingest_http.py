@@ -290,6 +290,24 @@ def test_it_refuses_a_batch_with_one_bad_frame_and_stores_none(client, house):
     assert not PowerBoxState.objects.exists()
 
 
+def test_it_answers_a_busy_stream_with_503_and_when_to_retry_and_stores_nothing(client, house, monkeypatch):
+    from metering.ingest import gateway
+    from metering.ingest.stream import Busy
+
+    class BehindStream:
+        def submit(self, *args, **kwargs):
+            raise Busy("the ingest stream is behind", retry_after_s=7)
+
+    _, token = house
+    monkeypatch.setattr(gateway, "stream", BehindStream)
+    before = stored_state()
+    response = post(client, star_frame(), token)
+    assert response.status_code == 503
+    assert response["Retry-After"] == "7"
+    assert response.json() == {"error": "the ingest stream is behind", "field": None}
+    assert stored_state() == before
+
+
 def test_it_refuses_another_locations_module(client, house, django_user_model):
     _, token = house
     make_location(name="Neighbour", serial_prefix="N")
