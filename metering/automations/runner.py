@@ -127,9 +127,10 @@ def run(location_id: int, values: dict, now: float) -> list[Decision]:
     kept = armed(location_id)
     if not kept.automations:
         return []
-    stored = {
-        row.pk: row.as_rule_state() for row in AutomationState.objects.filter(pk__in=[a.pk for a in kept.automations])
-    }
+    rows = AutomationState.objects.filter(pk__in=[a.pk for a in kept.automations]).values_list(
+        "pk", *AutomationState.FIELDS
+    )
+    stored = {pk: RuleState(**dict(zip(AutomationState.FIELDS, fields))) for pk, *fields in rows}
     decisions = []
     for automation in kept.automations:
         state = stored.get(automation.pk, RuleState())
