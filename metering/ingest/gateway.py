@@ -6,7 +6,7 @@ HTTP (:mod:`metering.ingest.http`), WebSocket (:mod:`metering.ingest.ws`) and MQ
 message and turn the :class:`Received` or :class:`Acknowledged` outcome into their reply.
 Every refusal is answered the same way on all three: a frame that breaks the format is
 recorded here as an "Invalid frame" Event; one the worker refused was recorded by the worker;
-a busy stream is answered with its status (503) and how long to wait.
+a busy or unreachable stream (or database) is answered with 503 and how long to wait.
 """
 
 from __future__ import annotations
@@ -14,6 +14,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+import redis
+from django.db import InterfaceError, OperationalError
 
 from devices.models import Event, Gateway
 from metering import relays
@@ -24,6 +27,16 @@ from metering.ingest.stream import Busy, Refused, stream
 log = logging.getLogger(__name__)
 
 HTTP, WEBSOCKET, MQTT = "HTTP", "WebSocket", "MQTT"
+
+# The database or the stream's Redis out of reach for a moment (a restart): the device is answered
+# 503 and sends the frame again, as when the stream is behind; nothing was stored (tests/faults).
+UNAVAILABLE = (OperationalError, InterfaceError, redis.ConnectionError, redis.TimeoutError)
+
+
+def unavailable(problem: Exception) -> Busy:
+    """The 503 for one of :data:`UNAVAILABLE`."""
+    log.warning("ingest unavailable: %s: %s", type(problem).__name__, problem)
+    return Busy("ingest is unavailable for a moment (database or stream unreachable); send the frame again", 5)
 
 
 @dataclass(frozen=True)
@@ -89,6 +102,8 @@ def receive_frames(
     except Busy as busy:
         log.warning("frames over %s from gateway %s not taken: %s", transport, gateway.serial, busy.message)
         return Received(problem=busy, seq=seq)
+    except UNAVAILABLE as problem:
+        return Received(problem=unavailable(problem), seq=seq)
     return Received(receipts=outcome.receipts)
 
 

@@ -35,7 +35,13 @@ def too_large(size: int) -> JsonResponse:
 @csrf_exempt
 @require_POST
 async def frames(request: HttpRequest) -> JsonResponse:
-    return await on_ingest_threads(receive_frames)(request)
+    try:
+        return await on_ingest_threads(receive_frames)(request)
+    except gateways.UNAVAILABLE as problem:  # the token's or the commands' lookup
+        busy = gateways.unavailable(problem)
+        response = JsonResponse(busy.as_dict(), status=busy.status)
+        response["Retry-After"] = str(busy.retry_after_s)
+        return response
 
 
 def receive_frames(request: HttpRequest) -> JsonResponse:

@@ -125,6 +125,8 @@ class MqttIngest:
         close_old_connections()
         try:
             reply = handle_message(message.topic, message.payload)
+        except gateways.UNAVAILABLE as problem:  # the gateway's lookup: publish again later
+            reply = {"type": "error", **gateways.unavailable(problem).as_dict(), "status": 503}
         except Exception:  # one bad message must not stop the worker
             log.exception("MQTT message on %s could not be processed", message.topic)
             reply = {"type": "error", "error": "internal error, message not stored", "field": None}

@@ -308,6 +308,34 @@ def test_it_answers_a_busy_stream_with_503_and_when_to_retry_and_stores_nothing(
     assert stored_state() == before
 
 
+@pytest.mark.parametrize("where", ["stream", "token lookup"])
+def test_it_answers_503_when_redis_or_the_database_is_out_of_reach(client, house, monkeypatch, where):
+    """A restart of Redis or PostgreSQL (tests/faults) is a 503 the device retries, not a 500."""
+    import redis
+    from django.db import OperationalError
+
+    from metering.ingest import gateway, http
+
+    class UnreachableStream:
+        def submit(self, *args, **kwargs):
+            raise redis.ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    def unreachable_database(authorization):
+        raise OperationalError("connection to server at 127.0.0.1, port 5432 failed: Connection refused")
+
+    _, token = house
+    if where == "stream":
+        monkeypatch.setattr(gateway, "stream", UnreachableStream)
+    else:
+        monkeypatch.setattr(http, "gateway_for", unreachable_database)
+    before = stored_state()
+    response = post(client, star_frame(), token)
+    assert response.status_code == 503
+    assert response["Retry-After"] == "5"
+    assert response.json()["error"].startswith("ingest is unavailable for a moment")
+    assert stored_state() == before
+
+
 def test_it_refuses_another_locations_module(client, house, django_user_model):
     _, token = house
     make_location(name="Neighbour", serial_prefix="N")
