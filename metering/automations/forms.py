@@ -52,6 +52,7 @@ class AutomationForm(forms.ModelForm):
         fields = FIELDS
         # The unit of a threshold follows the quantity; the labels name every choice's.
         labels = {
+            "quantity": "watch",
             "threshold": "threshold (W, A, or the input's unit per hour)",
             "release": "release threshold (same unit)",
         }
