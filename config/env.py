@@ -85,6 +85,15 @@ def env_url(name: str, schemes: set[str]) -> str | None:
     return raw
 
 
+def redis_database(url: str) -> int:
+    """The database number of a ``redis://`` URL: its path (``/1``), else ``?db=``, else 0."""
+    parts = urlsplit(url)
+    raw = parts.path.strip("/") or dict(p.split("=", 1) for p in parts.query.split("&") if "=" in p).get("db", "0")
+    if not raw.isdigit() or int(raw) > 65_535:
+        raise ImproperSetting(f"{url!r}: the Redis database must be a number, got {raw!r}")
+    return int(raw)
+
+
 def env_timezone(name: str, default: str) -> str:
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 

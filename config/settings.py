@@ -20,6 +20,7 @@ from config.env import (
     env_seconds,
     env_timezone,
     env_url,
+    redis_database,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -131,24 +132,27 @@ else:
     }
 
 REDIS_URL = env_url("REDIS_URL", {"redis", "rediss"})
-REDIS_CHANNEL_CAPACITY = 10_000
 if REDIS_URL:
+    # Redis pub/sub (tools.bench_layers, docs/deploy.md "Fan-out"): a card is one PUBLISH to its
+    # group's channel, and each web process reads every card of its groups from one subscribed
+    # connection and hands it to its sockets in process: no round trip per delivered card (the
+    # core RedisChannelLayer pops each card with its own BZPOPMIN: about 3-4 times the web
+    # process's CPU per card, and it fell behind and dropped cards at 2,200 cards/s where this
+    # delivered 7,300/s). Group memberships live in the web process, which subscribes again by
+    # itself after Redis restarts (the core layer's memberships were lost with an unpersisted
+    # Redis, and they expire after a day). Cards published while a web process is disconnected
+    # are lost, as are those of a process that falls 32 MB behind (Redis's pub/sub output
+    # buffer limit): the next card supersedes them.
+    # Pub/sub channels are not scoped by database number: the prefix carries it, so that
+    # deployments (and test runs) on other databases of one Redis do not receive each other's cards.
+    # redis-py 8's defaults (django/channels_redis#422: a 5 s socket timeout, pools of at most
+    # 100 connections that raise) broke the core layer's blocking 5 s BZPOPMIN and its
+    # connection per group_add; this layer polls its subscription every 0.1 s and publishes
+    # over one connection at a time, so they stay as they are.
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            # redis-py 8 changed two defaults channels_redis 4.3 relies on (django/channels_redis#422):
-            # a 5 s socket timeout, which cuts the layer's blocking 5 s BZPOPMIN (TimeoutError: an
-            # idle browser socket is closed within seconds), and pools capped at 100 connections
-            # that raise rather than wait, when every browser joining or leaving a group takes
-            # one and, after a restart, hundreds of them reconnect at once.
-            # capacity: every socket of a server process receives through ONE Redis key (the
-            # process's channel), so the default of 100 pending messages is shared by all of its
-            # browsers; a stall of a fifth of a second with 500 of them open and the layer dropped
-            # cards without a word (tools.bench_push). Messages still expire after 60 s.
-            "CONFIG": {
-                "hosts": [{"address": REDIS_URL, "socket_timeout": None, "max_connections": 1000}],
-                "capacity": REDIS_CHANNEL_CAPACITY,
-            },
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": f"asgi.db{redis_database(REDIS_URL)}."},
         }
     }
 else:
@@ -156,9 +160,10 @@ else:
 
 # Pushes an ingest thread hands to the event loop without waiting, at most, before it waits for
 # one (dashboard.broadcast.send_group). In memory a finished group_send is a delivered one. On
-# Redis it only means the cards wait in Redis for this process's one reader, so each thread waits
-# for its own: ingest slows down with the loop instead of cards arriving seconds late
-# (tools.bench_push: 8 in flight left them 10-15 s behind).
+# Redis it only means Redis has the card: this process's own sockets still get it when the loop
+# reads it back from its subscription, so each thread waits for its own send: ingest slows down
+# with the loop instead of cards arriving seconds late (tools.bench_push measured 8 in flight
+# leaving them 10-15 s behind on the core Redis layer).
 CARD_SENDS_IN_FLIGHT = 1 if REDIS_URL else 8
 
 # Latest live values are shared through the cache: Redis when configured, else this process.

@@ -19,6 +19,8 @@ For each layer and rate it prints cards delivered per second, the latency from `
 to the consumer's ``receive()`` (p50/p99, wall clocks of one machine), cards lost, and the CPU
 time per delivered card of the web process, of the sending side and of Redis (``INFO cpu``).
 Loopback only, bounded (each phase lasts ``--seconds`` plus at most :data:`DRAIN_S`).
+``--restart-check`` instead kills and restarts a Redis of its own (``redis-server`` on a free
+port, no persistence) under a subscribed consumer and says when cards arrive again.
 
 The pub/sub channels of Redis are not scoped by database number: the run uses a prefix of its
 own, so it crosses no running server's groups.
@@ -47,14 +49,15 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/3"
 
 
 def make_layer(kind: str, redis_url: str, prefix: str):
-    """The layer as config/settings.py configures it (redis-py 8: no socket timeout, a large pool)."""
+    """The layer as config/settings.py configures it (the core layer as it did before the switch:
+    redis-py 8 needs it without a socket timeout and with a large pool, and a large capacity)."""
     from channels_redis.core import RedisChannelLayer
     from channels_redis.pubsub import RedisPubSubChannelLayer
 
-    hosts = [{"address": redis_url, "socket_timeout": None, "max_connections": 1000}]
     if kind == "core":
+        hosts = [{"address": redis_url, "socket_timeout": None, "max_connections": 1000}]
         return RedisChannelLayer(hosts=hosts, prefix=prefix, capacity=10_000)
-    return RedisPubSubChannelLayer(hosts=hosts, prefix=prefix)
+    return RedisPubSubChannelLayer(hosts=[redis_url], prefix=prefix)
 
 
 def group_of(location: int) -> str:
@@ -296,6 +299,80 @@ def print_phase(phase: Phase) -> None:
     )
 
 
+# ----------------------------------------------------------------------------- Redis restarts
+
+
+def restart_check(kind: str) -> str:
+    """A consumer in a group of a Redis of its own (``redis-server`` without persistence, on a
+    free port), Redis killed and started again: when does a card reach the consumer again?"""
+    import socket
+    import subprocess
+    import tempfile
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"redis://127.0.0.1:{port}/0"
+    command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+
+    def start() -> subprocess.Popen:
+        server = subprocess.Popen(command, stdout=subprocess.DEVNULL, cwd=tempfile.gettempdir())
+        for _ in range(50):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                return server
+            except OSError:
+                time.sleep(0.1)
+        server.kill()
+        raise RuntimeError("redis-server did not start")
+
+    async def scenario() -> str:
+        import logging
+
+        logging.getLogger("channels_redis").setLevel(logging.CRITICAL)  # its reconnect attempts, once a second
+        server = start()
+        try:
+            web, ingest = make_layer(kind, url, "restart."), make_layer(kind, url, "restart.")
+            channel = await web.new_channel()
+            await web.group_add("location.1", channel)
+            arrived: list[int] = []
+
+            async def consume() -> None:
+                while True:
+                    try:
+                        arrived.append((await web.receive(channel))["n"])
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception:  # the core layer's receive fails while Redis is down
+                        await asyncio.sleep(0.2)
+
+            consumer = asyncio.create_task(consume())
+            await ingest.group_send("location.1", {"type": "card.update", "n": 0})
+            await asyncio.sleep(0.5)
+            if arrived != [0]:
+                return "no card before the restart"
+            server.kill()
+            server.wait()
+            await asyncio.sleep(2)
+            server = start()
+            back_at = time.monotonic()
+            for n in range(1, 41):  # a card every 0.5 s for 20 s
+                try:
+                    await ingest.group_send("location.1", {"type": "card.update", "n": n})
+                except Exception:
+                    pass
+                await asyncio.sleep(0.5)
+                if any(k >= 1 for k in arrived):
+                    return f"cards arrive again {time.monotonic() - back_at:.1f} s after Redis is back"
+            return "NO card in the 20 s after Redis is back (its group memberships were lost with it)"
+        finally:
+            consumer.cancel()
+            server.kill()
+            server.wait()
+
+    return asyncio.run(scenario())
+
+
 def main(argv: list[str] | None = None) -> list[Phase]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--locations", type=int, default=200)
@@ -311,6 +388,9 @@ def main(argv: list[str] | None = None) -> list[Phase]:
         default="both",
         help="call: a new event loop per card (as run_ingest sends today); loop: one loop per sending thread",
     )
+    parser.add_argument(
+        "--restart-check", action="store_true", help="only: does a consumer get cards after Redis restarts?"
+    )
     args = parser.parse_args(argv)
     try:
         args.rates = [int(rate) for rate in args.rates.split(",")]
@@ -324,6 +404,12 @@ def main(argv: list[str] | None = None) -> list[Phase]:
     if any(rate < 0 or rate > 100_000 for rate in args.rates) or not 100 <= args.card_bytes <= 1_000_000:
         parser.error("rates 0-100000, card bytes 100-1000000")
     args.senders = ["call", "loop"] if args.sender == "both" else [args.sender]
+    if args.restart_check:
+        for kind in args.layers:
+            print(
+                f"{kind}: Redis (no persistence) killed and restarted under a subscribed consumer: {restart_check(kind)}"
+            )
+        return []
 
     html = card_html(args.card_bytes)
     print(

@@ -89,11 +89,20 @@ def test_it_uses_postgres_redis_and_mqtt_from_the_variables(tmp_path):
     )
     assert values["engine"] == "django.db.backends.postgresql"
     assert values["db_name"] == "test"
-    assert values["layer"] == "channels_redis.core.RedisChannelLayer"
-    # redis-py 8 defaults would cut the layer's blocking reads and cap its pool (see settings)
-    [host] = values["layer_config"]["hosts"]
-    assert host == {"address": "redis://127.0.0.1:6379/0", "socket_timeout": None, "max_connections": 1000}
+    assert values["layer"] == "channels_redis.pubsub.RedisPubSubChannelLayer"
+    # pub/sub channels are not scoped by database: the prefix carries its number (see settings)
+    assert values["layer_config"] == {"hosts": ["redis://127.0.0.1:6379/0"], "prefix": "asgi.db0."}
     assert values["mqtt"] == "mqtt://127.0.0.1:1883"
+
+
+def test_it_gives_each_redis_database_channels_of_its_own():
+    from config.env import ImproperSetting, redis_database
+
+    assert redis_database("redis://127.0.0.1:6379/3") == 3
+    assert redis_database("redis://127.0.0.1:6379?db=5") == 5
+    assert redis_database("redis://127.0.0.1:6379") == 0
+    with pytest.raises(ImproperSetting, match="must be a number"):
+        redis_database("redis://127.0.0.1:6379/cards")
 
 
 def test_it_refuses_to_start_without_a_secret_key_unless_debug(tmp_path):
