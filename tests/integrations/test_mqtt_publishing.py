@@ -201,14 +201,17 @@ def closed_port() -> int:
 
 
 def time_ingest(gateway, serial: str, frames: int = 10) -> tuple[float, float]:
-    """(median, longest) seconds a frame takes to ingest, after three frames of warm-up."""
+    """(median after three frames of warm-up, longest of all) seconds a frame takes to ingest.
+
+    The first frames are those that publish a location's retained messages: a publisher that
+    waited for its broker would show there.
+    """
     durations = []
     for seq in range(1, frames + 4):
         started = time.perf_counter()
         ingest(gateway, serial, seq, n=1280)
-        if seq > 3:
-            durations.append(time.perf_counter() - started)
-    return statistics.median(durations), max(durations)
+        durations.append(time.perf_counter() - started)
+    return statistics.median(durations[3:]), max(durations)
 
 
 def test_a_broken_homeowner_broker_costs_ingest_nothing_but_a_log_line(broker, caplog):
@@ -237,7 +240,7 @@ def test_a_broken_homeowner_broker_costs_ingest_nothing_but_a_log_line(broker, c
         for name, (median, longest) in timings.items():
             # A blocking connect would cost seconds (TCP or DNS time-outs); publishing costs well under a ms.
             assert median < baseline * 2 + 0.005, f"{name}: {median * 1000:.1f} ms a frame vs {baseline * 1000:.1f}"
-            assert longest < 0.5, f"{name}: one frame took {longest:.2f} s"
+            assert longest < 0.75, f"{name}: one frame took {longest:.2f} s"
         # Frames were stored as ever.
         assert PowerBoxState.objects.get(powerbox__location=hanging).frames == 13
     finally:
