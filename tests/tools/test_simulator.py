@@ -902,7 +902,7 @@ def test_it_explains_that_a_token_starting_with_a_dash_needs_an_equals_sign(inge
 
 
 def test_it_gets_the_token_from_bin_run_whatever_its_first_character():
-    from metering.management.commands.simulate import Command
+    from tools.management.commands.simulate import Command
 
     script = (Path(__file__).resolve().parents[2] / "bin" / "run").read_text()
     invocation = re.search(r"exec \.venv/bin/python manage\.py simulate (.+?)\) &", script, re.DOTALL)
