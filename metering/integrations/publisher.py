@@ -144,6 +144,7 @@ class _Published:
     realtime_at: float = float("-inf")
     states_at: float = float("-inf")
     period: int | None = None
+    availability: str | None = None
 
 
 _published: dict[int, _Published] = {}
@@ -206,15 +207,16 @@ def _send_retained(connection: Connection, published: _Published, setup: Setup, 
         # Frames are flowing: the gateway is online.
         connection.publish(ha.availability_topic(site), ha.AVAILABLE.encode(), retain=True)
     published.retained = setup.retained
+    published.availability = ha.availability_topic(site) if setup.home_assistant else None
 
 
 def _withdraw(published: _Published) -> None:
     """Clear the retained messages this process published for a location that stopped publishing there."""
     if published.broker is not None and published.retained:
         connection = pool().get(published.broker)
-        for topic in published.retained:
+        for topic in [*published.retained, *filter(None, [published.availability])]:
             connection.publish(topic, b"", retain=True)
-    published.broker, published.retained, published.generation = None, {}, -1
+    published.broker, published.retained, published.generation, published.availability = None, {}, -1, None
 
 
 def _json(message: dict) -> bytes:

@@ -95,6 +95,27 @@ def test_home_assistant_finds_the_location_with_no_yaml(broker, monkeypatch):
     listener.close()
 
 
+def test_switching_an_integration_off_clears_what_it_published(broker):
+    url, made = broker
+    location, gateway = integrated_location("OFF2", home_assistant=True)
+    made.append(location)
+    ingest(gateway, "OFF2", 1)
+    wait_for(lambda: publisher.pool().connections()[0].connected.is_set(), what="the publisher's connection")
+    ingest(gateway, "OFF2", 2)
+    node = f"infinity_{location.uuid.hex}"
+    retained = Listener(url, f"homeassistant/+/{node}/#", f"infinity/{location.uuid}/availability")
+    wait_for(lambda: len(retained.topics()) > 10, what="the retained discovery messages")
+    retained.close()
+    location.home_assistant = False
+    location.save()
+    ingest(gateway, "OFF2", 3)
+    time.sleep(0.5)
+    after = Listener(url, f"homeassistant/+/{node}/#", f"infinity/{location.uuid}/#")
+    time.sleep(1.0)
+    after.close()
+    assert after.topics() == set(), "nothing of the location is left retained"
+
+
 def test_energy_never_decreases_across_a_restart(broker, monkeypatch):
     monkeypatch.setattr(publisher, "HA_STATES_EVERY_S", 0.0)
     url, made = broker
