@@ -96,13 +96,22 @@ def test_it_spreads_http_and_mqtt_gateways_among_the_websocket_ones():
     assert "http" in chosen[:20] and "mqtt" in chosen[:40]
 
 
+def test_it_gives_every_location_serials_of_its_own():
+    first, second = payloads.installation(1), payloads.installation(2)
+    assert payloads.serials_in(first).isdisjoint(payloads.serials_in(second))
+    assert len(payloads.serials_in(first)) == len(payloads.serials_in(payloads.installation(0)))
+    # every CT a load names is one of the location's own hubs
+    hubs = {hub["serial"] for hub in first["ct_hubs"]}
+    assert {ref.split("/")[0] for ref in payloads.ct_phases(first)} <= hubs
+
+
 def test_it_patches_seq_and_t_into_a_binary_frame():
     from metering.ingest.frames import decode_binary
 
     doc = payloads.installation(3)
     payload = payloads.binary_payload(doc, 640)
     frame = decode_binary(payload.make(payloads.SEQ_BASE + 42, 1_764_090_123.25), now=1_764_090_200.0)
-    assert (frame.seq, frame.t, frame.powerbox) == (payloads.SEQ_BASE + 42, 1_764_090_123.25, "PB-LT0003-0001")
+    assert (frame.seq, frame.t, frame.powerbox) == (payloads.SEQ_BASE + 42, 1_764_090_123.25, doc["powerbox"]["serial"])
 
 
 def test_it_patches_seq_and_t_into_a_json_frame_and_refuses_what_does_not_fit():

@@ -20,7 +20,6 @@ import orjson
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_FILE = REPO / "devices" / "demo" / "demo_installation.json"
-DEMO_TAG = "DEMO"
 FS_HZ = 6400.0
 MAINS_HZ = 50.0
 V_RMS = 230.0
@@ -42,13 +41,28 @@ T_CHARS = 14  # "%.3f" of a Unix time until 2286: 1764090000.000
 
 
 def tag_of(index: int) -> str:
-    """The serial tag replacing ``DEMO`` in location ``index``'s serials (``GW-LT0007-0001``)."""
+    """The tag added to every serial of location ``index`` (``5010000001-LT0007``, ``PB-DEMO-0001-LT0007``)."""
     return f"LT{index:04d}"
 
 
+def serials_in(doc: object) -> set[str]:
+    """Every ``serial`` in an installation document, at any depth."""
+    if isinstance(doc, dict):
+        found = {doc["serial"]} if isinstance(doc.get("serial"), str) else set()
+        return found.union(*(serials_in(value) for value in doc.values()))
+    if isinstance(doc, list):
+        return set().union(*(serials_in(value) for value in doc))
+    return set()
+
+
 def installation(index: int) -> dict:
-    """The demo house's installation document, with serials and name of its own."""
-    text = DEMO_FILE.read_text(encoding="utf-8").replace(DEMO_TAG, tag_of(index))
+    """The demo house's installation document with serials and a name of its own: every serial
+    (and every CT reference made of one) gets the location's tag."""
+    text = DEMO_FILE.read_text(encoding="utf-8")
+    for serial in sorted(serials_in(json.loads(text)), key=len, reverse=True):
+        text = text.replace(f'"{serial}"', f'"{serial}-{tag_of(index)}"').replace(
+            f'"{serial}/', f'"{serial}-{tag_of(index)}/'
+        )
     doc = json.loads(text)
     doc["location"]["name"] = f"Load test {index:04d}"
     return doc

@@ -37,7 +37,7 @@ NUMBER = re.compile(r"\d+(\.\d+)?")
 ACK_TIMEOUT_S = 20.0  # a reply later than this is counted as missing (the server answers 503 after 10 s)
 RECONNECT_S = 1.0
 CONNECT_CONCURRENCY = 20
-PAGE_INTERVAL_S = 0.25
+PAGE_INTERVAL_S = 0.5  # one page a second per web process: enough samples, little load
 STOP_WAIT_S = 25.0
 COUNTED = ("ok", "gap", "late")  # statuses of a frame that was stored
 

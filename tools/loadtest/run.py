@@ -459,7 +459,7 @@ def summarize(run: Run, final: dict, idle_pages: tuple, checks: Checks, drained:
         print(f"  event: {event}")
     print(
         f"  frames: {checks.sent} sent, {checks.acked_stored} acknowledged as stored, {checks.acked_duplicate} as duplicate, "
-        f"{checks.unanswered} unanswered; {checks.stored} stored (state rows), stream {'empty' if drained else 'NOT drained'}"
+        f"{checks.unanswered} not acknowledged (503 or no answer); {checks.stored} stored (state rows), stream {'empty' if drained else 'NOT drained'}"
     )
     print(f"  frames/s held {held:.1f} of {offered} offered (counted windows); backlog: {flat_text}")
     print(f"  card latency over the run: p50 {ms(card50)} ms, p99 {ms(card99)} ms ({n_cards} cards)")
@@ -493,7 +493,7 @@ def summarize(run: Run, final: dict, idle_pages: tuple, checks: Checks, drained:
     if args.kill_worker:
         print(
             f"\n== kill -9 of an ingest worker: {busy} frames answered 503 (the device sends them again, docs/ingest.md), "
-            f"{checks.unanswered} unanswered, {checks.lost} acknowledged frames lost, "
+            f"{checks.unanswered} not acknowledged, {checks.lost} acknowledged frames lost, "
             f"{len(checks.energy_off)} CT registers off the stored frames' energy (a frame counted twice adds a whole frame)"
         )
         errors = Counter({kind: count for kind, count in errors.items() if "503" not in kind})
