@@ -13,7 +13,9 @@ class WithoutConnectionHop(AsyncWebsocketConsumer):
     handler. A handler that touches no database, or hands its database work to threads that
     check their own connections, does not need it: at hundreds of messages a second that hop is
     a fifth of a message's CPU and a GIL hand-off in its latency. Kept for ``tools/bench_push.py``
-    (browser sockets' ``card.update``) and ``tools/bench_ingest.py`` (device sockets' frames).
+    (browser sockets' ``card.update``) and ``tools/bench_ingest.py`` (device sockets' frames):
+    after the layout split (2026-12-04, ``bench_push --layer memory --seconds 10``, busy machine)
+    158 of 200 frames/s and p99 74 ms with it, 111 frames/s and p99 166 ms without.
     """
 
     no_connection_check: frozenset[str] = frozenset()

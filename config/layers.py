@@ -16,7 +16,8 @@ class InMemoryChannelLayer(ChannelsInMemoryChannelLayer):
     memberships after a day: a sweep a second changes nothing anyone can observe.
 
     Kept for ``tools/bench_push.py`` (``--layer memory``: 200 locations, ~500 sockets, the
-    embedded default's layer); without a Redis layer every card push paid the full sweep.
+    embedded default's layer). Measured after the layout split (2026-12-04, 10 s phases on a busy
+    machine): 158 of 200 frames/s ingested, p99 74 ms with it; 30 frames/s, no card in time without.
     """
 
     sweep_every_s = 1.0
