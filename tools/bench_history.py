@@ -44,17 +44,6 @@ DAY = date(2024, 3, 31)  # spring forward: 23 hours
 AUTUMN_DAY = date(2024, 10, 27)  # fall back: 25 hours
 PERIODS = ("day", "week", "month", "year")
 BENCH_DB = "bench_history"
-COLUMNS = (
-    "consumption_wh",
-    "solar_wh",
-    "grid_import_wh",
-    "grid_export_wh",
-    "battery_charge_wh",
-    "battery_discharge_wh",
-    "self_consumption_wh",
-    "self_supplied_wh",
-    "seconds",
-)
 
 
 def demo_year() -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -200,24 +189,25 @@ def _load(locations, starts: np.ndarray, flows: dict[str, np.ndarray]) -> dict[s
     from django.db import connection, transaction
 
     from metering import rollups
-    from metering.models import LocationEnergy, LocationEnergyDay, LocationEnergyHour, LocationEnergyMonth
+    from metering.models import FLOWS, LocationEnergy, LocationEnergyDay, LocationEnergyHour, LocationEnergyMonth
 
+    fields = (*FLOWS, "seconds")  # LocationEnergy's columns written here
     table = LocationEnergy._meta.db_table
-    columns = ", ".join(("location_id", "start", *COLUMNS))
+    columns = ", ".join(("location_id", "start", *fields))
     timings = {}
     began = time.perf_counter()
     if connection.vendor == "sqlite":
         texts = np.datetime_as_string(starts, unit="s")
         rows = [
             (locations[0].pk, text.replace("T", " "), *values)
-            for text, *values in zip(texts, *(flows[c].tolist() for c in COLUMNS))
+            for text, *values in zip(texts, *(flows[c].tolist() for c in fields))
         ]
         with transaction.atomic(), connection.cursor() as cursor:
-            placeholders = ", ".join(["%s"] * (2 + len(COLUMNS)))
+            placeholders = ", ".join(["%s"] * (2 + len(fields)))
             cursor.executemany(f"INSERT INTO {table} ({columns}) VALUES ({placeholders})", rows)
     else:
         texts = np.char.add(np.datetime_as_string(starts, unit="s"), "+00")
-        lines = ["\t".join(parts) for parts in zip(texts, *(np.char.mod("%.17g", flows[c]) for c in COLUMNS))]
+        lines = ["\t".join(parts) for parts in zip(texts, *(np.char.mod("%.17g", flows[c]) for c in fields))]
         body = ("\n".join(lines) + "\n").encode()
         with connection.cursor() as cursor:
             raw = cursor.cursor  # psycopg's own cursor: COPY
@@ -240,7 +230,7 @@ def _load(locations, starts: np.ndarray, flows: dict[str, np.ndarray]) -> dict[s
                 (LocationEnergyDay, "day"),
                 (LocationEnergyMonth, "month"),
             ):
-                names = ", ".join((key, *COLUMNS, "buckets", "always_on_w"))
+                names = ", ".join((key, *fields, "buckets", "always_on_w"))
                 cursor.execute(
                     f"INSERT INTO {model._meta.db_table} (location_id, {names}) "
                     f"SELECT other.id, {names} FROM {model._meta.db_table} "
