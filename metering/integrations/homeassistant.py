@@ -32,8 +32,6 @@ EXPIRE_AFTER_S = 120
 MAX_COMMAND_BYTES = 16
 ORIGIN = {"name": "Infinity Dashboard"}
 
-GATEWAY_MODELS = {"genius": "Infinity Genius (MOD-GW-1)", "connect": "Infinity Connect (MOD-GW-3)"}
-
 # Units of a pulse input, normalised: (unit, factor) per Home Assistant device class.
 _GAS_UNITS = {"m3": ("m³", 1.0), "m³": ("m³", 1.0), "l": ("m³", 0.001), "ft3": ("ft³", 1.0), "ft³": ("ft³", 1.0)}
 _WATER_UNITS = {
@@ -76,7 +74,7 @@ def device(site: Site) -> dict:
         "identifiers": [node_id(site)],
         "name": site.name,
         "manufacturer": MANUFACTURER,
-        "model": GATEWAY_MODELS.get(site.gateway_model, site.gateway_model),
+        "model": site.gateway_model,
         "serial_number": site.gateway_serial,
         "sw_version": site.software,
     }

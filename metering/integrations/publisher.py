@@ -86,7 +86,9 @@ def build_site(location: Location) -> Site:
         timezone=location.timezone,
         topology=location.topology,
         gateway_serial=gateway.serial if gateway else "",
-        gateway_model=gateway.model if gateway else "",
+        gateway_model=f"Infinity {catalogue.GATEWAY_MODELS.get(gateway.model, gateway.model)}"
+        if gateway
+        else "Infinity",
         loads=tuple(SiteLoad(load.pk, load.name, load.kind) for load in Load.objects.filter(location=location)),
         channels=tuple(
             Channel(index, lc.load.name, lc.load.kind, lc.ct_input.ref, lc.ct_input.ct_type, lc.phase, lc.reversed)

@@ -70,7 +70,7 @@ class Site:
     timezone: str
     topology: str
     gateway_serial: str
-    gateway_model: str = "genius"
+    gateway_model: str = "Infinity Genius (MOD-GW-1)"  # the gateway's model, in words
     loads: tuple[SiteLoad, ...] = ()
     channels: tuple[Channel, ...] = ()
     inputs: tuple[SiteInput, ...] = ()

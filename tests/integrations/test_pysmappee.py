@@ -96,9 +96,10 @@ class Probe:
                 self.process.wait(5)
 
 
-def clear_stale_smappee_configs(url: str) -> None:
-    """pysmappee reads every location's config on the broker: clear ones a crashed run left retained."""
-    listener = Listener(url, "servicelocation/+/config", "servicelocation/+/channelConfigV2")
+def clear_stale_smappee_topics(url: str) -> None:
+    """pysmappee reads every location's Smappee topics on the broker (it subscribes to ``#``):
+    clear the retained ones an interrupted run left behind."""
+    listener = Listener(url, "servicelocation/#")
     time.sleep(0.5)
     for topic in listener.topics():
         listener.publish(topic, b"", retain=True)
@@ -122,7 +123,7 @@ def varying_frame(seq: int) -> dict:
 def smappee_location(mqtt_url, settings):
     settings.MQTT_URL = mqtt_url
     publisher.reset()
-    clear_stale_smappee_configs(mqtt_url)
+    clear_stale_smappee_topics(mqtt_url)
     location, gateway = integrated_location("PYS", smappee_mqtt=True)
     Gateway.objects.filter(pk=gateway.pk).update(serial=SERIAL)
     gateway.refresh_from_db()
