@@ -122,6 +122,25 @@ def test_switching_an_integration_off_clears_what_it_published(broker):
     assert after.topics() == set(), "nothing of the location is left retained"
 
 
+def test_discovery_is_sent_again_when_home_assistant_restarts(broker):
+    url, made = broker
+    location, gateway = integrated_location("HA6", home_assistant=True)
+    made.append(location)
+    ingest(gateway, "HA6", 1)
+    wait_for(lambda: publisher.pool().connections()[0].connected.is_set(), what="the publisher's connection")
+    ingest(gateway, "HA6", 2)
+    topic = next(iter(publisher.setup_of(location.pk).retained))
+    listener = Listener(url, topic)
+    wait_for(lambda: listener.on(topic), what="the retained discovery message")
+    seen = len(listener.on(topic))
+    ingest(gateway, "HA6", 3)
+    time.sleep(0.5)
+    assert len(listener.on(topic)) == seen, "an unchanged discovery message is not sent with every frame"
+    listener.publish(ha.STATUS_TOPIC, b"online")  # Home Assistant's birth message
+    ingest_until(gateway, "HA6", 4, lambda: len(listener.on(topic)) > seen, "the discovery message again")
+    listener.close()
+
+
 def test_energy_never_decreases_across_a_restart(broker, monkeypatch):
     monkeypatch.setattr(publisher, "HA_STATES_EVERY_S", 0.0)
     url, made = broker
