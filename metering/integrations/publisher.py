@@ -208,6 +208,8 @@ def _send_retained(connection: Connection, published: _Published, setup: Setup, 
     if setup.home_assistant and (everything or not published.retained):
         # Frames are flowing: the gateway is online.
         connection.publish(ha.availability_topic(site), ha.AVAILABLE.encode(), retain=True)
+    if published.availability and not setup.home_assistant:  # discovery switched off, Smappee still on
+        connection.publish(published.availability, b"", retain=True)
     published.retained = setup.retained
     published.availability = ha.availability_topic(site) if setup.home_assistant else None
 
