@@ -35,6 +35,7 @@ DATA_T = re.compile(rb'data-t="([0-9.]+)"')
 CONTENT_LENGTH = re.compile(rb"(?im)^content-length:\s*(\d+)")
 NUMBER = re.compile(r"\d+(\.\d+)?")
 ACK_TIMEOUT_S = 20.0  # a reply later than this is counted as missing (the server answers 503 after 10 s)
+WS_WINDOW = 8  # frames a WebSocket gateway sends before it waits for acknowledgements
 RECONNECT_S = 1.0
 CONNECT_CONCURRENCY = 20
 PAGE_INTERVAL_S = 0.5  # one page a second per web process: enough samples, little load
@@ -253,15 +254,61 @@ class Load:
             await send(None, None, None)  # close
 
     async def ws_sender(self, gateway: Gateway):
+        """Frames over the gateway's ingest WebSocket, each sent on time while fewer than
+        :data:`WS_WINDOW` wait for their acknowledgement (read by a task of their own): the
+        offered load stays one frame a second when the server is slow, and the backlog shows it."""
         import websockets
 
-        state: dict = {"socket": None}
+        window = asyncio.Semaphore(WS_WINDOW)
+        in_flight: dict[int, float] = {}  # seq -> sent at
+        state: dict = {"socket": None, "reader": None}
+
+        def settle(seq) -> float | None:
+            sent_at = in_flight.pop(seq, None)
+            if sent_at is not None:
+                window.release()
+            return sent_at
+
+        async def read(socket_) -> None:
+            try:
+                async for message in socket_:
+                    reply = orjson.loads(message)
+                    sent_at = settle(reply.get("seq"))
+                    if reply.get("type") == "ack":
+                        latency = time.time() - sent_at if sent_at is not None else None
+                        self.acknowledge(gateway, reply["seq"], reply["status"], latency)
+                    else:
+                        self.error(f"ws gateway: HTTP {reply.get('status')}", str(reply.get("error")))
+            except websockets.WebSocketException as exc:
+                if self.sending:
+                    self.error(f"ws gateway: {type(exc).__name__}")
+            finally:  # frames still waiting get no acknowledgement on this socket
+                for seq in list(in_flight):
+                    settle(seq)
+                if state["socket"] is socket_:
+                    state["socket"] = None
+
+        async def drop_socket() -> None:
+            socket_, state["socket"] = state["socket"], None
+            if socket_ is not None:
+                await socket_.close()
+            if state["reader"] is not None:
+                await asyncio.gather(state["reader"], return_exceptions=True)
 
         async def send(seq, t, sent_at) -> None:
-            if seq is None:
-                if state["socket"] is not None:
-                    await state["socket"].close()
+            if seq is None:  # the end: wait for the answers under way, then close
+                deadline = time.monotonic() + ACK_TIMEOUT_S
+                while in_flight and time.monotonic() < deadline:
+                    await asyncio.sleep(0.1)
+                await drop_socket()
                 return
+            try:
+                await asyncio.wait_for(window.acquire(), ACK_TIMEOUT_S)
+            except TimeoutError:
+                self.error("ws gateway: no acknowledgement in time", f"{WS_WINDOW} frames waited {ACK_TIMEOUT_S} s")
+                await drop_socket()
+                return
+            in_flight[seq] = sent_at
             try:
                 if state["socket"] is None:
                     state["socket"] = await websockets.connect(
@@ -271,18 +318,12 @@ class Load:
                         compression=None,
                         open_timeout=30,
                     )
+                    state["reader"] = asyncio.create_task(read(state["socket"]))
                 await state["socket"].send(gateway.payload.make(seq, t))
-                reply = orjson.loads(await asyncio.wait_for(state["socket"].recv(), ACK_TIMEOUT_S))
             except (OSError, websockets.WebSocketException, TimeoutError) as exc:
+                settle(seq)
                 self.error(f"ws gateway: {type(exc).__name__}")
-                if state["socket"] is not None:
-                    await state["socket"].close()
-                state["socket"] = None
-                return
-            if reply.get("type") == "ack":
-                self.acknowledge(gateway, reply["seq"], reply["status"], time.time() - sent_at)
-            else:
-                self.error(f"ws gateway: HTTP {reply.get('status')}", str(reply.get("error")))
+                await drop_socket()
 
         return send
 
