@@ -1,8 +1,9 @@
 """Redis restarts under a running stack (issue 11, item 6).
 
 A web process and an ingest worker on a private Redis without persistence, as this machine's
-(docs/deploy.md): a restart loses every stream entry, lease, reply list, cached value and channel
-layer group. A gateway streams frames over HTTP; a signed-in browser's card socket is open.
+(docs/deploy.md): a restart loses every stream entry, lease, reply list, cached value and the
+channel layer's subscriptions. A gateway streams frames over HTTP; a signed-in browser's card
+socket is open (and reopens itself as the page would, should its web process close it).
 Promised: frames sent while Redis is down get 503 and are sent again; no acknowledged frame is
 lost (none is acknowledged before its commit) or counted twice; pushes to the browser resume
 within 10 s without a page reload.
