@@ -98,6 +98,35 @@ def test_without_an_event_loop_a_push_is_sent_before_it_returns():
     }
 
 
+def test_without_an_event_loop_pushes_go_through_one_loop_that_keeps_its_connection(monkeypatch):
+    """An ingest worker has no server loop: a new loop per card would open a new Redis
+    connection per card (tools.bench_layers)."""
+    layer = LoopNotingLayer()
+    monkeypatch.setattr(broadcast, "get_channel_layer", lambda: layer)
+
+    def ingest_worker() -> None:
+        broadcast.send(7, "<p>first</p>")
+        broadcast.send(8, "<p>second</p>")
+
+    in_a_thread_of_its_own(ingest_worker)
+    in_a_thread_of_its_own(ingest_worker)
+    assert [(group, html) for group, html, _ in layer.sent] == [
+        ("location.7", "<p>first</p>"),
+        ("location.8", "<p>second</p>"),
+    ] * 2
+    assert len({loop for _, _, loop in layer.sent}) == 1
+
+
+class LoopNotingLayer:
+    """A channel layer that delivers at once, noting in which event loop."""
+
+    def __init__(self):
+        self.sent: list[tuple[str, str, int]] = []
+
+    async def group_send(self, group: str, message: dict) -> None:
+        self.sent.append((group, message["html"], id(asyncio.get_running_loop())))
+
+
 def test_a_thread_waits_for_a_free_slot_and_drops_the_card_when_the_loop_is_stuck(monkeypatch, settings, caplog):
     settings.CARD_SENDS_IN_FLIGHT = 1
     monkeypatch.setattr(broadcast, "SEND_WAIT_MAX_S", 0.3)
