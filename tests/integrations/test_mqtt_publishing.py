@@ -285,8 +285,9 @@ def test_a_broken_homeowner_broker_costs_ingest_nothing_but_a_log_line(broker, c
             wait_for(lambda: "cannot reach MQTT broker" in caplog.text, what="the log line", timeout_s=10)
         for name, (median, longest) in timings.items():
             # A blocking connect would cost seconds (TCP or DNS time-outs); publishing costs well under a ms.
-            assert median < baseline * 2 + 0.005, f"{name}: {median * 1000:.1f} ms a frame vs {baseline * 1000:.1f}"
-            assert longest < 0.75, f"{name}: one frame took {longest:.2f} s"
+            # (Generous bounds: the machine running the tests may be busy.)
+            assert median < baseline * 3 + 0.01, f"{name}: {median * 1000:.1f} ms a frame vs {baseline * 1000:.1f}"
+            assert longest < 2.0, f"{name}: one frame took {longest:.2f} s"
         # Frames were stored as ever.
         assert PowerBoxState.objects.get(powerbox__location=hanging).frames == 13
     finally:
