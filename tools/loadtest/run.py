@@ -108,6 +108,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--redis-url", default=os.environ.get("LOADTEST_REDIS_URL", "redis://127.0.0.1:6379/14"))
     parser.add_argument("--mqtt-url", default=None, help="an existing broker (default: one of its own)")
     parser.add_argument("--keep", action="store_true", help="keep the logs directory")
+    parser.add_argument(
+        "--profile-workers",
+        action="store_true",
+        help="run the ingest workers under cProfile and print where they spend",
+    )
     args = parser.parse_args(argv)
     if args.quick:  # small numbers, unless given
         parser.set_defaults(**QUICK)
@@ -187,6 +192,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     var_dir = Path(tempfile.mkdtemp(prefix="infinity-load-"))
     stack = Stack(args.database_url, args.redis_url, var_dir, mqtt_url=args.mqtt_url, workers=args.workers)
+    if args.profile_workers:
+        stack.profile_dir = var_dir / "profiles"
+        stack.profile_dir.mkdir()
     process = monitor = None
     run = Run(args)
     passed = False
@@ -246,11 +254,25 @@ def main(argv: list[str] | None = None) -> int:
         if monitor is not None:
             monitor.close()
         stack.stop()
+        if args.profile_workers:
+            print_profiles(var_dir / "profiles")
         if args.keep or not passed:
             print(f"logs kept in {var_dir}/logs")
         else:
             shutil.rmtree(var_dir, ignore_errors=True)
     return 0 if passed else 1
+
+
+def print_profiles(directory: Path, top: int = 30) -> None:
+    """The ingest workers' profiles together: the top functions by cumulative time."""
+    import pstats
+
+    files = sorted(str(path) for path in directory.glob("*.prof"))
+    if not files:
+        print("no worker profile was written (a worker killed with SIGKILL writes none)")
+        return
+    print(f"\n== ingest workers under cProfile ({len(files)} processes), top {top} by cumulative time")
+    pstats.Stats(*files).sort_stats("cumulative").print_stats(top)
 
 
 def load_config(args, stack: Stack, sites, cookies: dict[int, str]) -> dict:

@@ -93,6 +93,7 @@ class Stack:
     var_dir: Path
     mqtt_url: str | None = None  # None: a broker of its own
     workers: int = 2
+    profile_dir: Path | None = None  # ingest workers run under cProfile, one file each
     port: int = 0
     env: dict[str, str] = field(default_factory=dict)
     processes: list[Process] = field(default_factory=list)
@@ -168,6 +169,9 @@ class Stack:
             env["PORT"] = str(self.web_ports[len(self.role("web"))])
         name = f"{role}.{number}"
         log_path = self.var_dir / "logs" / f"{name}.log"
+        if role == "ingest" and self.profile_dir is not None:
+            python, rest = command.split(" ", 1)  # ".venv/bin/python manage.py run_ingest"
+            command = f"{python} -m cProfile -o {self.profile_dir / name}.prof {rest}"
         with open(log_path, "wb") as log:
             popen = subprocess.Popen(
                 ["/bin/sh", "-c", f"exec {command}"],
