@@ -8,6 +8,7 @@ import math
 import multiprocessing
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -188,8 +189,14 @@ class Control:
         return self.connection.recv()
 
 
+def interrupted(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # SIGTERM (a CI time-out, `timeout`) stops the run like Ctrl+C: everything started is stopped.
+    signal.signal(signal.SIGTERM, interrupted)
     var_dir = Path(tempfile.mkdtemp(prefix="infinity-load-"))
     stack = Stack(args.database_url, args.redis_url, var_dir, mqtt_url=args.mqtt_url, workers=args.workers)
     if args.profile_workers:
