@@ -136,9 +136,9 @@ if REDIS_URL:
     # Redis pub/sub (tools.bench_layers, docs/deploy.md "Fan-out"): a card is one PUBLISH to its
     # group's channel, and each web process reads every card of its groups from one subscribed
     # connection and hands it to its sockets in process: no round trip per delivered card (the
-    # core RedisChannelLayer pops each card with its own BZPOPMIN: about 3-4 times the web
-    # process's CPU per card, and it fell behind and dropped cards at 2,200 cards/s where this
-    # delivered 7,300/s). Group memberships live in the web process, which subscribes again by
+    # core RedisChannelLayer pops each card with its own BZPOPMIN: 2-6 times the web process's
+    # CPU per card, and it fell behind and dropped cards at 1,400-2,200 cards/s where this
+    # delivered 7,100-7,300/s without a loss). Group memberships live in the web process, which subscribes again by
     # itself after Redis restarts (the core layer's memberships were lost with an unpersisted
     # Redis, and they expire after a day). Cards published while a web process is disconnected
     # are lost, as are those of a process that falls 32 MB behind (Redis's pub/sub output

@@ -308,8 +308,8 @@ def send_group(group: str, html: str) -> None:
 def _sender_loop() -> asyncio.AbstractEventLoop:
     """This process's own event loop for the sends of threads that no server loop handed their
     work (ingest workers, MQTT ingest, commands). ``async_to_sync`` would start a new loop per
-    card, and the Redis layers a new connection with it: 0.9 ms of CPU per card against 0.1 ms
-    from one loop that keeps its connection (tools.bench_layers, docs/deploy.md "Fan-out")."""
+    card, and the Redis layers a new connection with it: about 1 ms of CPU per card against
+    0.1-0.3 ms from one loop that keeps its connection (tools.bench_layers, docs/deploy.md "Fan-out")."""
     loop = asyncio.new_event_loop()
     threading.Thread(target=loop.run_forever, name="card-sender", daemon=True).start()
     return loop
