@@ -83,6 +83,8 @@ class Load:
         self.web_ports = config["web_ports"]
         self.mqtt = config["mqtt"]  # (host, port)
         self.figures = Figures()
+        self.sent_total = 0
+        self.answered_total = 0  # frames acknowledged, refused, or given up on (their socket closed)
         self.card_latency = Windowed()
         self.page_latency = Windowed()
         self.ack_latency = Windowed()
@@ -95,6 +97,11 @@ class Load:
 
     # -- helpers
 
+    def unanswered(self, frames: int = 1) -> None:
+        """Frames that got a refusal or no answer at all: no longer in flight."""
+        with self.lock:
+            self.answered_total += frames
+
     def error(self, kind: str, detail: str = "") -> None:
         """Count an error by its kind and its detail with the numbers masked ("waits for 10.0 s"
         and "waits for 20.1 s" are one error)."""
@@ -105,6 +112,7 @@ class Load:
 
     def acknowledge(self, gateway: Gateway, seq: int, status: str, latency_s: float | None) -> None:
         with self.lock:
+            self.answered_total += 1
             gateway.acked[seq] = status
             self.figures.acked[status] += 1
             if status in COUNTED:
@@ -128,6 +136,7 @@ class Load:
             "acks": acks,
             "send_lag": lag,
             "browsers_open": sum(1 for s in self.browser_sockets if s is not None),
+            "in_flight": self.sent_total - self.answered_total,
         }
 
     # -- page prober
@@ -249,6 +258,8 @@ class Load:
                 with self.lock:
                     self.send_lag.add(sent_at - at)
                 gateway.sent[seq] = sent_at
+                with self.lock:
+                    self.sent_total += 1
                 await send(seq, t, sent_at)
         finally:
             await send(None, None, None)  # close
@@ -278,6 +289,7 @@ class Load:
                         latency = time.time() - sent_at if sent_at is not None else None
                         self.acknowledge(gateway, reply["seq"], reply["status"], latency)
                     else:
+                        self.unanswered()
                         self.error(f"ws gateway: HTTP {reply.get('status')}", str(reply.get("error")))
             except websockets.WebSocketException as exc:
                 if self.sending:
@@ -285,6 +297,7 @@ class Load:
             finally:  # frames still waiting get no acknowledgement on this socket
                 for seq in list(in_flight):
                     settle(seq)
+                    self.unanswered()
                 if state["socket"] is socket_:
                     state["socket"] = None
 
@@ -305,6 +318,7 @@ class Load:
             try:
                 await asyncio.wait_for(window.acquire(), ACK_TIMEOUT_S)
             except TimeoutError:
+                self.unanswered()  # this one was never sent
                 self.error("ws gateway: no acknowledgement in time", f"{WS_WINDOW} frames waited {ACK_TIMEOUT_S} s")
                 await drop_socket()
                 return
@@ -321,7 +335,8 @@ class Load:
                     state["reader"] = asyncio.create_task(read(state["socket"]))
                 await state["socket"].send(gateway.payload.make(seq, t))
             except (OSError, websockets.WebSocketException, TimeoutError) as exc:
-                settle(seq)
+                if settle(seq) is not None:
+                    self.unanswered()
                 self.error(f"ws gateway: {type(exc).__name__}")
                 await drop_socket()
 
@@ -341,11 +356,13 @@ class Load:
                     ACK_TIMEOUT_S,
                 )
             except (OSError, asyncio.IncompleteReadError, TimeoutError) as exc:
+                self.unanswered()
                 self.error(f"http gateway: {type(exc).__name__}")
                 state["connection"].close()
                 state["connection"] = HttpConnection(gateway.port)
                 return
             if status != 200:
+                self.unanswered()
                 self.error(f"http gateway: HTTP {status}")
                 return
             for receipt in orjson.loads(body)["accepted"]:
@@ -362,6 +379,7 @@ class Load:
                 return
             result = client.publish(topic, gateway.payload.make(seq, t), qos=1)
             if result.rc != 0:
+                self.unanswered()
                 self.error(f"mqtt gateway: publish rc {result.rc}")
 
         return send
@@ -387,6 +405,7 @@ class Load:
                 return
             reply = orjson.loads(message.payload)
             if reply.get("type") != "ack":
+                self.unanswered()
                 self.error(f"mqtt gateway: HTTP {reply.get('status')}", str(reply.get("error")))
                 return
             for receipt in reply["accepted"]:

@@ -163,7 +163,8 @@ def print_window(window: Window, idle_pages: tuple) -> None:
     statuses = ", ".join(f"{count} {status}" for status, count in sorted(f["acked"].items()) if status != "ok")
     print(
         f"[{window.elapsed_s:5.0f} s {window.phase:<9}] frames/s {window.stored / window.wall_s:6.1f} ({transport})"
-        f"{' + ' + statuses if statuses else ''} | backlog {window.backlog} (pending {window.pending})"
+        f"{' + ' + statuses if statuses else ''} | backlog {window.backlog} (pending {window.pending},"
+        f" in flight {f['in_flight']})"
         f" | card p50/p99 {ms(card50)}/{ms(card99)} ms ({n_cards})"
         f" | page p50/p99 {ms(page50)}/{ms(page99)} ms (idle {ms(idle_pages[1])}/{ms(idle_pages[2])})"
         f" | errors {window.errors} | send lag p99 {ms(f['send_lag'][2])} ms",
@@ -463,6 +464,9 @@ def summarize(run: Run, final: dict, idle_pages: tuple, checks: Checks, drained:
     offered = args.gateways  # frames per second
     held = sum(w.stored for w in main) / sum(w.wall_s for w in main) if main else 0.0
     flat, flat_text = backlog_is_flat([w.backlog for w in main], offered)
+    # Frames the gateways sent and got no answer for yet: they wait in the web processes (or
+    # the broker) before the stream, where its backlog does not see them.
+    steady, steady_text = backlog_is_flat([w.figures["in_flight"] for w in main], offered)
     errors = Counter()
     for window in main_all:
         errors.update(window.figures["errors"])
@@ -491,6 +495,7 @@ def summarize(run: Run, final: dict, idle_pages: tuple, checks: Checks, drained:
         f"{checks.unanswered} not acknowledged (503 or no answer); {checks.stored} stored (state rows), stream {'empty' if drained else 'NOT drained'}"
     )
     print(f"  frames/s held {held:.1f} of {offered} offered (counted windows); backlog: {flat_text}")
+    print(f"  frames in flight (sent, not yet answered): {steady_text}")
     print(f"  card latency over the run: p50 {ms(card50)} ms, p99 {ms(card99)} ms ({n_cards} cards)")
     print(
         f"  page latency over the run: p50 {ms(page50)} ms, p99 {ms(page99)} ms ({n_pages} pages); idle p99 {ms(idle_pages[2])} ms"
@@ -529,8 +534,8 @@ def summarize(run: Run, final: dict, idle_pages: tuple, checks: Checks, drained:
     full_size = args.gateways >= TARGET_GATEWAYS and args.minutes >= TARGET_MINUTES
     verdicts = [
         (
-            flat and held >= 0.99 * offered,
-            f"{args.gateways} gateways x {args.minutes:g} min held with a flat backlog"
+            flat and steady and held >= 0.99 * offered,
+            f"{args.gateways} gateways x {args.minutes:g} min held, backlog and frames in flight flat"
             f" ({held:.1f} frames/s){'' if full_size else f' [target: {TARGET_GATEWAYS} x {TARGET_MINUTES} min]'}",
         ),
         (
