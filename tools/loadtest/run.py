@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from tools.loadtest import frames as payloads
 from tools.loadtest import load
@@ -284,7 +285,8 @@ def print_profiles(directory: Path, top: int = 30) -> None:
 
 
 def load_config(args, stack: Stack, sites, cookies: dict[int, str]) -> dict:
-    host, port = stack.mqtt_url.removeprefix("mqtt://").split(":")
+    broker = urlsplit(stack.mqtt_url)
+    host, port = broker.hostname or "127.0.0.1", broker.port or 1883
     gateways = []
     for site, transport in zip(sites, transports(len(sites), args.http_share, args.mqtt_share)):
         if transport == "ws":
@@ -320,7 +322,7 @@ def load_config(args, stack: Stack, sites, cookies: dict[int, str]) -> dict:
         "browsers": browsers,
         "pages": watched,
         "web_ports": stack.web_ports,
-        "mqtt": (host, int(port)),
+        "mqtt": (host, port),
     }
 
 
