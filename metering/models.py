@@ -174,6 +174,8 @@ class RelayCommand(models.Model):
     automation = models.ForeignKey(
         "metering.Automation", null=True, blank=True, on_delete=models.SET_NULL, related_name="commands"
     )
+    # Kept when that automation is deleted: its switches never count as switches by hand.
+    by_automation = models.BooleanField(default=False, editable=False)
     requested_at = models.DateTimeField(auto_now_add=True)
     acknowledged_at = models.DateTimeField(null=True, blank=True)
     status = models.CharField(max_length=8, default=PENDING)

@@ -42,7 +42,9 @@ def request_relay(relay: Relay, on: bool, minutes: int | None = None, user=None,
         if minutes not in TIMED_MINUTES:
             raise CommandError(f"timed switch-on lasts {', '.join(map(str, TIMED_MINUTES))} minutes, not {minutes}")
     until = timezone.now() + timedelta(minutes=minutes) if minutes else None
-    command = RelayCommand.objects.create(relay=relay, on=on, until=until, requested_by=user, automation=automation)
+    command = RelayCommand.objects.create(
+        relay=relay, on=on, until=until, requested_by=user, automation=automation, by_automation=automation is not None
+    )
     cache.set(_pending_key(relay.module.location_id), True, timeout=PENDING_FOR.total_seconds())
     gateway = Gateway.objects.get(location_id=relay.module.location_id)
     transaction.on_commit(lambda: deliver(gateway, command))

@@ -85,18 +85,19 @@ def relay_snapshots(relay_ids: set[int]) -> dict[int, RelayNow]:
     """Each relay's acknowledged state, last change, and last manual switch.
 
     A manual switch is any command no automation asked for (the dashboard, the API, an
-    integration), at the time it was asked; and a change the device reported that no
+    integration), at the time it was asked (an automation deleted since still asked its own:
+    ``by_automation``); and a change the device reported that no
     automation's command explains (someone at the Output module)."""
     relays = {row.pk: row for row in Relay.objects.filter(pk__in=relay_ids)}
     asked_by_hand = dict(
-        RelayCommand.objects.filter(relay_id__in=relay_ids, automation__isnull=True)
+        RelayCommand.objects.filter(relay_id__in=relay_ids, by_automation=False)
         .values_list("relay_id")
         .annotate(Max("requested_at"))
     )
     changed = [relay.changed_at for relay in relays.values() if relay.changed_at is not None]
     by_automation = set(
         RelayCommand.objects.filter(
-            relay_id__in=relay_ids, automation__isnull=False, acknowledged_at__in=changed
+            relay_id__in=relay_ids, by_automation=True, acknowledged_at__in=changed
         ).values_list("relay_id", "acknowledged_at")
     )
     snapshots = {}

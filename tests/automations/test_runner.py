@@ -253,3 +253,21 @@ def test_its_own_switches_do_not_count_as_by_hand(house):
     feed(location, 0.0, [now + 1])  # the surplus is gone: back off at once, no manual window
     off = RelayCommand.objects.exclude(pk=on.pk).get()
     assert (off.on, off.automation_id) == (False, on.automation_id)
+
+
+def test_the_switches_of_a_deleted_automation_still_do_not_count_as_by_hand(house):
+    location, _ = house
+    first = surplus_automation(location, duration_s=0)
+    gateway = Gateway.objects.get(location=location)
+    now = time.time()
+    feed(location, 1500.0, [now])
+    on = RelayCommand.objects.get()
+    acknowledge(gateway, {"type": "ack", "command": on.pk, "relay": on.relay.ref, "on": True})
+    first.delete()  # replaced by another automation of the same relay
+    changes = {"quantity": "grid_import", "threshold": 500.0, "release": None, "action": "off", "revert": False}
+    surplus_automation(location, name="Boiler off on import", duration_s=0, **changes)
+    importing = {"t": now + 2, "totals": {"grid_export": 0.0, "grid_import": 900.0}}
+    [decision] = runner.run(location.pk, importing, now + 2)
+    assert "by hand" not in decision.reason
+    off = RelayCommand.objects.exclude(pk=on.pk).get()
+    assert off.on is False and off.automation is not None
