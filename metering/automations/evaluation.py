@@ -114,12 +114,22 @@ class RuleState:
 
 @dataclass(frozen=True)
 class RelayNow:
-    """The relay as the server knows it: its acknowledged state, when it last changed, and when
-    someone last switched it by hand (not an automation)."""
+    """The relay as the server knows it: its acknowledged state, when it last changed, when
+    someone last switched it by hand (not an automation), and when a timed switch-on ends.
+
+    At ``off_at`` the Output module switches off by itself and reports nothing, so from then on
+    the relay is off (since ``off_at``) whatever ``is_on`` still says: :meth:`at`."""
 
     is_on: bool
     changed_at: float | None = None
     manual_at: float | None = None
+    off_at: float | None = None
+
+    def at(self, now: float) -> RelayNow:
+        """The relay at ``now``: off since the end of a timed switch-on that has ended."""
+        if self.is_on and self.off_at is not None and now >= self.off_at:
+            return dataclasses.replace(self, is_on=False, changed_at=self.off_at, off_at=None)
+        return self
 
 
 @dataclass(frozen=True)
@@ -212,6 +222,7 @@ def evaluate(rule: Rule, values: dict, now: float, state: RuleState, relay: Rela
 
 def _switch(rule: Rule, state: RuleState, relay: RelayNow, now: float, value: float | None, in_hours: bool) -> Decision:
     want = state.want
+    relay = relay.at(now)
     if want is None:
         return Decision(state, value=value)
     if relay.is_on == want:

@@ -82,7 +82,7 @@ def _load(location_id: int) -> LocationAutomations:
 
 
 def relay_snapshots(relay_ids: set[int]) -> dict[int, RelayNow]:
-    """Each relay's acknowledged state, last change, and last manual switch.
+    """Each relay's acknowledged state, last change, last manual switch, and the end of a timed switch-on.
 
     A manual switch is any command no automation asked for (the dashboard, the API, an
     integration), at the time it was asked (an automation deleted since still asked its own:
@@ -109,6 +109,7 @@ def relay_snapshots(relay_ids: set[int]) -> dict[int, RelayNow]:
             is_on=relay.is_on,
             changed_at=relay.changed_at.timestamp() if relay.changed_at else None,
             manual_at=max(manual) if manual else None,
+            off_at=relay.off_at.timestamp() if relay.off_at else None,
         )
     return snapshots
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -284,3 +285,16 @@ def test_surplus_only_counts_within_the_hours():
 @pytest.mark.parametrize("value", ["1500", None, [1], {"p": 1}])
 def test_it_ignores_values_that_are_not_numbers(value):
     assert reading(SURPLUS, {"totals": {"grid_export": value}}) is None
+
+
+def test_a_timed_switch_on_that_ended_counts_as_off():
+    # Switched on for 30 min: the Output module switches off by itself at off_at, and reports nothing.
+    timed = RelayNow(is_on=True, changed_at=0.0, off_at=1800.0)
+    switches, _ = run(SURPLUS, [(t, export(1500), timed) for t in range(1000, 1301, 60)])
+    assert switches == [], "still on within its timed switch-on"
+    switches, _ = run(SURPLUS, [(t, export(1500), timed) for t in range(2000, 2301, 60)])
+    assert switches == [(2300, True)]
+    # The minimum off time counts from the end of the timed switch-on.
+    rested = dataclasses.replace(SURPLUS, duration_s=0.0, min_off_s=600.0)
+    switches, _ = run(rested, [(t, export(1500), timed) for t in range(1900, 2500, 100)])
+    assert switches == [(2400, True)]
