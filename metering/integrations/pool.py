@@ -91,6 +91,8 @@ class Connection:
         self._unsent = 0
         self._last_warning = 0.0
         self.connected = threading.Event()
+        # Set once the broker granted this session's subscriptions (commands reach us from then on).
+        self.subscribed = threading.Event()
         self.generation = 0  # counts successful connections: callers re-send what a new session lacks
         self.dropped = 0
         host, port, tls = broker.address
@@ -108,6 +110,7 @@ class Connection:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = self._on_publish
         self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
         self.client.on_connect_fail = self._on_connect_fail
         try:
             self.client.connect_async(host, port, keepalive=30)
@@ -136,11 +139,18 @@ class Connection:
             except Exception:
                 log.exception("MQTT connect handler for %s failed", self.broker)
 
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        if any(code.is_failure for code in reason_codes):
+            self._warn("MQTT broker %s refused a subscription: %s", self.broker, reason_codes)
+            return
+        self.subscribed.set()
+
     def _on_connect_fail(self, client, userdata) -> None:
         self._warn("cannot reach MQTT broker %s; retrying in the background", self.broker)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self.connected.clear()
+        self.subscribed.clear()
         if reason_code.is_failure:
             self._warn("lost MQTT broker %s (%s); reconnecting in the background", self.broker, reason_code)
 

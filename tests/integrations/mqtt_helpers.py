@@ -55,6 +55,12 @@ class Listener:
         found = self.on(topic)
         return found[-1] if found else None
 
+    def latest_payload(self, topic: str) -> bytes | None:
+        """The last payload on ``topic``, empty ones included (a cleared retained message)."""
+        with self._lock:
+            found = [payload for t, payload, _retain in self.messages if t == topic]
+        return found[-1] if found else None
+
     def topics(self) -> set[str]:
         with self._lock:
             return {t for t, payload, _retain in self.messages if payload}

@@ -111,11 +111,12 @@ def test_switching_an_integration_off_clears_what_it_published(broker):
     node = f"infinity_{location.uuid.hex}"
     retained = Listener(url, f"homeassistant/+/{node}/#", f"infinity/{location.uuid}/availability")
     wait_for(lambda: len(retained.topics()) > 10, what="the retained discovery messages")
-    retained.close()
+    published = retained.topics()
     location.home_assistant = False
     location.save()
     ingest(gateway, "OFF2", 3)
-    time.sleep(0.5)
+    wait_for(lambda: all(retained.latest_payload(t) == b"" for t in published), what="every topic cleared")
+    retained.close()
     after = Listener(url, f"homeassistant/+/{node}/#", f"infinity/{location.uuid}/#")
     time.sleep(1.0)
     after.close()
@@ -150,6 +151,7 @@ def test_discovery_is_sent_again_when_home_assistant_restarts(broker):
     ingest(gateway, "HA6", 3)
     time.sleep(0.5)
     assert len(listener.on(topic)) == seen, "an unchanged discovery message is not sent with every frame"
+    wait_for(lambda: publisher.pool().connections()[0].subscribed.is_set(), what="the publisher's subscriptions")
     listener.publish(ha.STATUS_TOPIC, b"online")  # Home Assistant's birth message
     ingest_until(gateway, "HA6", 4, lambda: len(listener.on(topic)) > seen, "the discovery message again")
     listener.close()
@@ -198,8 +200,7 @@ def test_a_home_assistant_switch_command_goes_the_relay_path(broker):
     relay = Relay.objects.select_related("module").filter(module__location=location).first()
     state = f"infinity/{location.uuid}/ha/relay_{relay.pk}"
     listener = Listener(url, state)
-    wait_for(lambda: publisher.pool().connections()[0].connected.is_set(), what="the publisher's connection")
-    time.sleep(0.3)  # its subscriptions
+    wait_for(lambda: publisher.pool().connections()[0].subscribed.is_set(), what="the publisher's subscriptions")
     listener.publish(f"{state}/set", b"ON")
     command = wait_for(lambda: RelayCommand.objects.filter(relay=relay).first(), what="a relay command")
     assert command.on is True and command.status == RelayCommand.PENDING

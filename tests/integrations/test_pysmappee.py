@@ -195,7 +195,7 @@ def test_pysmappee_switches_a_relay_through_our_relay_path(mqtt_url, pysmappee_p
             lambda: probe.first("location"), timeout_s=40, what=f"pysmappee's service location {probe.errors}"
         )
         assert described["actuators"][str(relay.pk)]["state"] == "OFF_OFF"  # from the retained plug state
-        time.sleep(0.5)  # the publisher's shared subscription
+        wait_for(lambda: publisher.pool().connections()[0].subscribed.is_set(), what="the publisher's subscriptions")
         probe.send(f"SET {relay.pk} ON")
         command = wait_for(lambda: RelayCommand.objects.filter(relay=relay).first(), what="a relay command")
         assert command.on is True and command.status == RelayCommand.PENDING
