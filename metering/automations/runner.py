@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from django.db import transaction
 from django.db.models import Max
-from django.db.models.signals import post_delete, post_save
+from django.db.models.signals import post_delete, post_save, pre_delete
 
 from devices.models import Event, Relay
 from metering import installed, live
@@ -203,10 +203,21 @@ def _fire(pk: int, values: dict, now: float) -> Decision | None:
     return decision
 
 
+def _withdraw_pending(sender, instance, **kwargs) -> None:
+    """An automation is saved (disabled, edited) or about to be deleted: the commands it asked
+    for that the device has not taken yet are withdrawn, so a gateway that comes back online does
+    not carry out what a stopped automation wanted (they are delivered for
+    :data:`metering.relays.PENDING_FOR` otherwise)."""
+    RelayCommand.objects.filter(automation_id=instance.pk, status=RelayCommand.PENDING).update(
+        status=RelayCommand.FAILED
+    )
+
+
 def _forget_on_change(sender, instance, **kwargs) -> None:
     """An automation was saved or deleted: its state starts afresh, and every process drops
     what it kept (this one at once)."""
     if kwargs.get("signal") is post_save:
+        _withdraw_pending(sender, instance)
         AutomationState.objects.update_or_create(pk=instance.pk, defaults=AutomationState.values_of(RuleState()))
     transaction.on_commit(installed.forget)
     installed.forget()
@@ -215,4 +226,5 @@ def _forget_on_change(sender, instance, **kwargs) -> None:
 def connect_signals() -> None:
     live.live_values_updated.connect(on_live_values, dispatch_uid="metering.automations.run")
     post_save.connect(_forget_on_change, sender=Automation, dispatch_uid="metering.automations.forget-save")
+    pre_delete.connect(_withdraw_pending, sender=Automation, dispatch_uid="metering.automations.withdraw-delete")
     post_delete.connect(_forget_on_change, sender=Automation, dispatch_uid="metering.automations.forget-delete")

@@ -271,3 +271,19 @@ def test_the_switches_of_a_deleted_automation_still_do_not_count_as_by_hand(hous
     assert "by hand" not in decision.reason
     off = RelayCommand.objects.exclude(pk=on.pk).get()
     assert off.on is False and off.automation is not None
+
+
+@pytest.mark.parametrize("stop", ["disable", "delete"])
+def test_a_stopped_automation_withdraws_the_command_the_device_has_not_taken_yet(house, stop):
+    location, _ = house
+    automation = surplus_automation(location, duration_s=0)
+    gateway = Gateway.objects.get(location=location)
+    feed(location, 1500.0, [time.time()])
+    assert len(pending_for(gateway)) == 1  # the gateway is offline: its next HTTP reply would carry it
+    if stop == "disable":
+        automation.enabled = False
+        automation.save()
+    else:
+        automation.delete()
+    assert pending_for(gateway) == [], "a command it asked for is not delivered after it stopped"
+    assert RelayCommand.objects.get().status == RelayCommand.FAILED
