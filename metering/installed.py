@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.core.cache import cache
+from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 
 from devices import catalogue
@@ -210,6 +211,9 @@ def _load(location_id: int) -> Installed:
 
 def _forget_on_change(sender, instance, **kwargs) -> None:
     forget()
+    # Again once the change is committed: what another thread loaded in between read the rows
+    # as they were, and would be kept as current (a relay's old state, for automations).
+    transaction.on_commit(forget)
 
 
 for _model in (

@@ -8,6 +8,7 @@ from datetime import timedelta
 import orjson
 import pytest
 from django.core.cache import cache
+from django.db import transaction
 from django.utils import timezone
 
 from dashboard import broadcast
@@ -287,3 +288,18 @@ def test_a_stopped_automation_withdraws_the_command_the_device_has_not_taken_yet
         automation.delete()
     assert pending_for(gateway) == [], "a command it asked for is not delivered after it stopped"
     assert RelayCommand.objects.get().status == RelayCommand.FAILED
+
+
+def test_what_another_thread_kept_before_a_relay_change_committed_is_dropped_at_commit(
+    house, django_capture_on_commit_callbacks
+):
+    location, _ = house
+    surplus_automation(location)
+    relay = boiler(location)
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+        relay.is_on = True
+        relay.save()  # an acknowledgement: this process forgets at once, but has not committed yet
+        # Meanwhile another ingest thread reads the relay as committed (still off) and keeps it.
+        stale = runner.LocationAutomations((), {relay.pk: runner.RelayNow(is_on=False)})
+        runner._kept.get(location.pk, lambda: stale)
+    assert runner.armed(location.pk).relays[relay.pk].is_on is True
