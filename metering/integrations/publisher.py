@@ -12,7 +12,8 @@ holding a connection to the broker, through the shared subscription ``$share/<gr
 broker hands each command to one of them. Such a command goes through
 :func:`metering.relays.request_relay` like a click on the dashboard, with an Event naming where
 it came from. A command arriving on a broker that is not its location's broker is ignored, and
-one repeating a pending command within :data:`REPEAT_WINDOW` is not sent twice.
+one repeating a pending command within :data:`REPEAT_WINDOW` is not sent twice; beyond
+:data:`MAX_COMMANDS_PER_MINUTE` for a relay, commands are refused.
 """
 
 from __future__ import annotations
@@ -46,6 +47,10 @@ HA_STATES_EVERY_S = 5.0
 SHARE_GROUP = "infinity-integrations"
 # A command equal to one still pending for the relay this recently is a repeat, not a new one.
 REPEAT_WINDOW = timedelta(seconds=5)
+# Commands a relay takes over MQTT per minute, counted in the database (every process sees the
+# same count): a runaway automation on the homeowner's side must not flip a relay, nor fill the
+# commands and events, without end.
+MAX_COMMANDS_PER_MINUTE = 6
 
 
 @dataclass(frozen=True)
@@ -304,6 +309,10 @@ def handle_command(broker: Broker, location_uuid: str, relay_id: int, on: bool, 
         relay=relay, on=on, status=RelayCommand.PENDING, requested_at__gte=timezone.now() - REPEAT_WINDOW
     ).exists()
     if repeated:
+        return False
+    recent = RelayCommand.objects.filter(relay=relay, requested_at__gte=timezone.now() - timedelta(minutes=1))
+    if recent.count() >= MAX_COMMANDS_PER_MINUTE:
+        log.warning("MQTT command for relay %s refused: more than %s a minute", relay.ref, MAX_COMMANDS_PER_MINUTE)
         return False
     try:
         with transaction.atomic():

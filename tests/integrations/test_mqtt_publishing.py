@@ -326,3 +326,18 @@ def test_credentials_are_never_logged(broker, caplog):
     assert "never-shown-pw" not in caplog.text
     assert "never-shown-pw" not in repr(publisher.setup_of(location.pk).broker)
     assert Gateway.objects.filter(location=location).exists()
+
+
+def test_commands_flooding_a_relay_are_refused_beyond_a_few_a_minute(broker):
+    url, made = broker
+    location, _gateway = integrated_location("HA7", home_assistant=True)
+    made.append(location)
+    relay = Relay.objects.filter(module__location=location).first()
+    server = publisher.broker_of(location)
+    taken = []
+    for on in [True, False] * publisher.MAX_COMMANDS_PER_MINUTE:
+        taken.append(publisher.handle_command(server, str(location.uuid), relay.pk, on, "Home Assistant"))
+        RelayCommand.objects.update(status=RelayCommand.DONE)  # the device carries each out at once
+    assert taken == [True] * publisher.MAX_COMMANDS_PER_MINUTE + [False] * publisher.MAX_COMMANDS_PER_MINUTE
+    assert RelayCommand.objects.count() == publisher.MAX_COMMANDS_PER_MINUTE
+    assert Event.objects.filter(location=location, kind=Event.RELAY).count() == publisher.MAX_COMMANDS_PER_MINUTE
