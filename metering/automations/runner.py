@@ -18,7 +18,8 @@ write only when a state changes; a location without any costs nothing (the empty
   processes never both ask.
 
 A switch goes through :func:`metering.relays.request_relay` (the dashboard's path), recorded as
-the automation's, with an Event saying why.
+the automation's, with an Event saying why; it is delivered from a thread of its own, so the
+ingest thread never waits for a broker.
 """
 
 from __future__ import annotations
@@ -180,7 +181,7 @@ def _fire(pk: int, values: dict, now: float) -> Decision | None:
         minutes = automation.on_minutes if decision.switch else None
         timed = f" for {minutes} min" if minutes else ""
         try:
-            command = request_relay(relay, decision.switch, minutes=minutes, automation=automation)
+            command = request_relay(relay, decision.switch, minutes=minutes, automation=automation, background=True)
         except CommandError as problem:
             message = f"Automation “{automation.name}” could not switch {relay.name} {what}: {problem}."
             command = None

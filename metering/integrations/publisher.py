@@ -316,7 +316,7 @@ def handle_command(broker: Broker, location_uuid: str, relay_id: int, on: bool, 
         return False
     try:
         with transaction.atomic():
-            request_relay(relay, on)
+            request_relay(relay, on, background=True)  # this network thread must not wait for a broker
             Event.objects.create(
                 location=location,
                 kind=Event.RELAY,

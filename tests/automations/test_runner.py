@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from dashboard import broadcast
 from devices.models import Event, Gateway, Relay
-from metering import installed, live
+from metering import installed, live, relays
 from metering.automations import runner
 from metering.automations.models import Automation, AutomationState
 from metering.models import RelayCommand
@@ -303,3 +303,22 @@ def test_what_another_thread_kept_before_a_relay_change_committed_is_dropped_at_
         stale = runner.LocationAutomations((), {relay.pk: runner.RelayNow(is_on=False)})
         runner._kept.get(location.pk, lambda: stale)
     assert runner.armed(location.pk).relays[relay.pk].is_on is True
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_switch_never_holds_up_ingest_on_a_broker_that_hangs(house, settings):
+    from tests.integrations.test_mqtt_publishing import SilentBroker
+
+    location, _ = house
+    silent = SilentBroker()  # accepts connections and never answers
+    settings.MQTT_URL = f"mqtt://127.0.0.1:{silent.port}"
+    try:
+        surplus_automation(location, duration_s=0)
+        started = time.perf_counter()
+        feed(location, 1500.0, [time.time()])  # the switch commits: its delivery is scheduled
+        took_s = time.perf_counter() - started
+        assert RelayCommand.objects.count() == 1
+        assert took_s < 2.0, f"a frame's automations took {took_s:.1f} s: waiting for the broker"
+    finally:
+        relays.wait_for_deliveries()  # its publication gives up (5 s) before the next test
+        silent.close()
