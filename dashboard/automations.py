@@ -18,7 +18,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from dashboard.access import location_and_role
-from devices.models import Location, Membership, Relay, supports_all_locations
+from devices.models import SUPPORT, Event, Location, Membership, Relay, support_note, supports_all_locations
 from metering.automations.forms import AutomationForm
 from metering.automations.models import Automation
 from metering.automations.presets import PRESETS
@@ -29,6 +29,19 @@ REFUSED = "Only the owner or the installer of this location changes its automati
 def may_edit(request: HttpRequest, role: str | None) -> bool:
     """Owners, installers and support staff change automations; viewers only see them."""
     return role in (Membership.OWNER, Membership.INSTALLER) or bool(role and supports_all_locations(request.user))
+
+
+def record_support_change(user, location: Location, role: str | None, name: str, what: str) -> None:
+    """Support staff changing the automations of a location they are no member of are named in an
+    Event, as for their other actions there (docs/security.md, "Access")."""
+    if role != SUPPORT:
+        return
+    Event.objects.create(
+        location=location,
+        kind=Event.CONFIGURATION,
+        message=f"Automation “{name}” {what} by {support_note(user)}.",
+        data={"automation": name, "by": user.get_username(), "support": True},
+    )
 
 
 def _get_automation(location: Location, automation_id: int) -> Automation:
@@ -86,6 +99,7 @@ def automation_new(request: HttpRequest, pk: int) -> HttpResponse:
             automation = form.save(commit=False)
             automation.template = preset.slug if preset else ""
             automation.save()
+            record_support_change(request.user, location, role, automation.name, "created")
             messages.success(request, f"Automation “{automation.name}” saved.")
             return redirect(_list_url(location))
     else:
@@ -104,6 +118,7 @@ def automation_edit(request: HttpRequest, pk: int, automation_id: int) -> HttpRe
         form = AutomationForm(request.POST, location=location, instance=automation)
         if form.is_valid():
             form.save()
+            record_support_change(request.user, location, role, automation.name, "changed")
             messages.success(request, f"Automation “{automation.name}” saved.")
             return redirect(_list_url(location))
     else:
@@ -136,6 +151,9 @@ def automation_toggle(request: HttpRequest, pk: int, automation_id: int) -> Http
         return HttpResponse("Send enabled=1 or enabled=0.", status=400, content_type="text/plain; charset=utf-8")
     automation.enabled = wanted == "1"
     automation.save(update_fields=["enabled", "updated_at"])
+    record_support_change(
+        request.user, location, role, automation.name, "enabled" if automation.enabled else "disabled"
+    )
     if request.htmx:
         automation = _get_automation(location, automation_id)  # with its fresh state
         return render(
@@ -158,6 +176,7 @@ def automation_delete(request: HttpRequest, pk: int, automation_id: int) -> Http
     if request.method == "POST":
         name = automation.name
         automation.delete()
+        record_support_change(request.user, location, role, name, "deleted")
         messages.success(request, f"Automation “{name}” deleted.")
         return redirect(_list_url(location))
     return render(

@@ -21,7 +21,7 @@ from ninja import Field, Router, Schema, Status
 from dashboard.api.errors import ApiError
 from dashboard.api.locations import ERRORS, location_for
 from dashboard.api.schemas import ErrorOut
-from dashboard.automations import REFUSED, may_edit
+from dashboard.automations import REFUSED, may_edit, record_support_change
 from devices.models import Location
 from metering.automations.forms import FIELDS, AutomationForm
 from metering.automations.models import QUANTITY_CHOICES, Automation
@@ -112,11 +112,13 @@ def _out(automation: Automation) -> dict:
     }
 
 
-def _editable(request: HttpRequest, location_id: int) -> Location:
+def _editable(request: HttpRequest, location_id: int) -> tuple[Location, str | None]:
+    """The location and the caller's role there, if they may change its automations (else 403)."""
     location = location_for(request, location_id)
-    if not may_edit(request, location.role_of(request.auth)):
+    role = location.role_of(request.auth)
+    if not may_edit(request, role):
         raise ApiError(REFUSED, None, 403)
-    return location
+    return location, role
 
 
 def _automation(location: Location, automation_id: int) -> Automation:
@@ -178,7 +180,7 @@ def automation(request: HttpRequest, location_id: int, automation_id: int):
     "ev-surplus, ev-off-peak, overload), the template's values fill in the fields not given.",
 )
 def create_automation(request: HttpRequest, location_id: int, body: AutomationCreateIn):
-    location = _editable(request, location_id)
+    location, role = _editable(request, location_id)
     given = body.dict(exclude_unset=True)
     template = given.pop("template", None)
     defaults = AutomationFields.model_fields
@@ -189,6 +191,7 @@ def create_automation(request: HttpRequest, location_id: int, body: AutomationCr
     automation = _save(location, values)
     automation.template = template or ""
     automation.save(update_fields=["template"])
+    record_support_change(request.auth, location, role, automation.name, "created")
     return Status(201, _out(_automation(location, automation.pk)))
 
 
@@ -198,10 +201,11 @@ def create_automation(request: HttpRequest, location_id: int, body: AutomationCr
     summary="Change an automation",
 )
 def update_automation(request: HttpRequest, location_id: int, automation_id: int, body: AutomationPatchIn):
-    location = _editable(request, location_id)
+    location, role = _editable(request, location_id)
     current = _automation(location, automation_id)
     values = {**model_to_dict(current, fields=FIELDS), **body.dict(exclude_unset=True, exclude={"template"})}
-    _save(location, values, instance=current)
+    saved = _save(location, values, instance=current)
+    record_support_change(request.auth, location, role, saved.name, "changed")
     return _out(_automation(location, automation_id))
 
 
@@ -211,6 +215,8 @@ def update_automation(request: HttpRequest, location_id: int, automation_id: int
     summary="Delete an automation",
 )
 def delete_automation(request: HttpRequest, location_id: int, automation_id: int):
-    location = _editable(request, location_id)
-    _automation(location, automation_id).delete()
+    location, role = _editable(request, location_id)
+    automation = _automation(location, automation_id)
+    automation.delete()
+    record_support_change(request.auth, location, role, automation.name, "deleted")
     return Status(204, None)

@@ -143,3 +143,21 @@ def test_it_hides_another_users_automations(client, house, neighbour, stranger, 
     assert write(client, "delete", f"{base(location)}/{theirs['id']}", owner_token).status_code == 404
     assert write(client, "patch", f"{base(other)}/{theirs['id']}", owner_token, {"enabled": False}).status_code == 404
     assert Automation.objects.get(pk=theirs["id"]).enabled is True
+
+
+def test_support_staff_who_are_no_member_are_named_in_an_event_for_each_change(client, house, staff):
+    from devices.models import Event
+
+    location, _ = house
+    token = token_for(staff)
+    created = write(client, "post", base(location), token, surplus(location))
+    assert created.status_code == 201
+    url = f"{base(location)}/{created.json()['id']}"
+    assert write(client, "patch", url, token, {"enabled": False}).status_code == 200
+    assert write(client, "delete", url, token).status_code == 204
+    events = Event.objects.filter(location=location, kind=Event.CONFIGURATION).order_by("time", "pk")
+    assert [event.message for event in events] == [
+        "Automation “Boiler on surplus” created by staff (support staff, not a member).",
+        "Automation “Boiler on surplus” changed by staff (support staff, not a member).",
+        "Automation “Boiler on surplus” deleted by staff (support staff, not a member).",
+    ]

@@ -297,3 +297,26 @@ def test_the_location_page_links_to_the_automations(client, house, viewer):
 
 def test_automations_are_not_in_the_admin():
     assert Automation not in admin.site._registry and AutomationState not in admin.site._registry
+
+
+def test_support_staff_who_are_no_member_are_named_in_an_event_for_each_change(client, house, staff, owner):
+    from devices.models import Event
+
+    client.force_login(staff)
+    links = urls(house, make_automation(house, name="Pool pump"))
+    assert client.post(links["new"], valid_post(house, name="Boiler")).status_code == 302
+    assert client.post(links["edit"], valid_post(house, name="Pool pump at noon")).status_code == 302
+    assert client.post(links["toggle"], {"enabled": "0"}).status_code == 302
+    assert client.post(links["delete"]).status_code == 302
+    events = Event.objects.filter(location=house, kind=Event.CONFIGURATION).order_by("time", "pk")
+    assert [event.message for event in events] == [
+        "Automation “Boiler” created by staff (support staff, not a member).",
+        "Automation “Pool pump at noon” changed by staff (support staff, not a member).",
+        "Automation “Pool pump at noon” disabled by staff (support staff, not a member).",
+        "Automation “Pool pump at noon” deleted by staff (support staff, not a member).",
+    ]
+    assert all(event.data["by"] == "staff" and event.data["support"] for event in events)
+    # A member's changes are theirs to make: no such event.
+    client.force_login(owner)
+    assert client.post(urls(house, Automation.objects.get())["toggle"], {"enabled": "0"}).status_code == 302
+    assert events.count() == 4
