@@ -419,14 +419,22 @@ class IngestProcess:
         return code
 
 
-def submit_as_a_device(stream: RedisStream, gateway, seq: int) -> str:
-    """Send until acknowledged, as a gateway does after a 503."""
-    for _ in range(5):
+def submit_as_a_device(stream: RedisStream, gateway, seq: int, timeout_s: float = 60.0) -> str:
+    """Send until acknowledged, as a gateway does after a 503: it waits before sending again.
+
+    A shard left behind by a killed worker refuses new frames at once (its oldest entry is older
+    than ``max_lag_s``) until the next worker has caught up; on a loaded machine that worker
+    takes seconds to start, so a device that sent again without waiting would give up first.
+    The wait is Retry-After's, capped at half a second to keep the test short.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
         try:
             return stream.submit(gateway, frames(seq), "HTTP").receipts[0].status
-        except Busy:
-            continue
-    raise AssertionError(f"frame {seq} never acknowledged")
+        except Busy as busy:
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"frame {seq} never acknowledged within {timeout_s:g} s: {busy}") from None
+            time.sleep(min(busy.retry_after_s, 0.5))
 
 
 @pytest.mark.django_db(transaction=True)
@@ -441,12 +449,14 @@ def test_it_counts_every_acknowledged_frame_once_when_a_worker_process_is_killed
     first = IngestProcess(redis_stream, "first", tmp_path / "first.log")
     second = None
     try:
-        wait_for(lambda: redis_stream.redis.get(lease) == b"first", timeout_s=30)
+        wait_for(lambda: redis_stream.redis.get(lease) == b"first", timeout_s=60)
         statuses = [submit_as_a_device(redis_stream, gateway, seq) for seq in range(1, 11)]
         in_flight = [redis_stream._send(gateway, frames(seq), "HTTP", None) for seq in range(11, 31)]
-        wait_for(lambda: in_flight[0].done())  # the worker is in the middle of them: kill it
+        wait_for(lambda: in_flight[0].done(), timeout_s=30)  # the worker is in the middle of them: kill it
         assert first.stop(signal.SIGKILL) == -signal.SIGKILL
         second = IngestProcess(redis_stream, "second", tmp_path / "second.log")
+        # Its start takes seconds on a loaded machine; the answers are awaited once it took over.
+        wait_for(lambda: redis_stream.redis.get(lease) == b"second", timeout_s=60)
         for seq, future in zip(range(11, 31), in_flight):
             try:
                 statuses.append(future.result(redis_stream.reply_timeout_s)["accepted"][0]["status"])
