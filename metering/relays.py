@@ -8,9 +8,7 @@ acknowledges, so the page never shows a state the hardware does not have.
 
 from __future__ import annotations
 
-import functools
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from django.core.cache import cache
@@ -41,10 +39,10 @@ def request_relay(
     """Ask the device to switch ``relay``; ``minutes`` switches it on for that long. ``user`` or
     ``automation`` asks (an automation's commands are told apart from switches by hand).
 
-    With ``background`` the command is delivered from a thread of its own after the commit: for
-    callers that must never wait for the server's broker (an ingest thread running automations,
-    an MQTT connection's network thread), as :func:`deliver` may wait seconds for a broker that
-    hangs."""
+    With ``background`` its MQTT publication is done on a thread of its own after the commit:
+    for callers that must never wait for the server's broker (an ingest thread running
+    automations, an MQTT connection's network thread), as publishing may wait seconds for a
+    broker that hangs."""
     if minutes is not None:
         if not on:
             raise CommandError("a timed switch is only for switching on")
@@ -56,33 +54,12 @@ def request_relay(
     )
     cache.set(_pending_key(relay.module.location_id), True, timeout=PENDING_FOR.total_seconds())
     gateway = Gateway.objects.get(location_id=relay.module.location_id)
-    if background:
-        transaction.on_commit(lambda: _deliveries().submit(_deliver_logged, gateway, command))
-    else:
-        transaction.on_commit(lambda: deliver(gateway, command))
+    transaction.on_commit(lambda: deliver(gateway, command, background=background))
     return command
 
 
-def deliver(gateway: Gateway, command: RelayCommand) -> None:
-    send_to_gateway(gateway.pk, gateway.serial, command.as_message())
-
-
-@functools.cache
-def _deliveries() -> ThreadPoolExecutor:
-    # One thread: deliveries are rare (a switch), and keep their order.
-    return ThreadPoolExecutor(1, thread_name_prefix="relay-delivery")
-
-
-def _deliver_logged(gateway: Gateway, command: RelayCommand) -> None:
-    try:
-        deliver(gateway, command)
-    except Exception:  # the HTTP reply still carries it (pending_for)
-        log.exception("could not deliver relay command %s to gateway %s", command.pk, gateway.serial)
-
-
-def wait_for_deliveries(timeout_s: float = 30.0) -> None:
-    """Return once every background delivery asked for so far is done (tests, shutdown)."""
-    _deliveries().submit(lambda: None).result(timeout=timeout_s)
+def deliver(gateway: Gateway, command: RelayCommand, *, background: bool = False) -> None:
+    send_to_gateway(gateway.pk, gateway.serial, command.as_message(), publish_in_background=background)
 
 
 def _pending_key(location_id: int) -> str:

@@ -9,7 +9,9 @@ MQTT ingest worker (:mod:`metering.ingest.mqtt`).
 
 from __future__ import annotations
 
+import functools
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
 import orjson
@@ -34,19 +36,43 @@ def commands_topic(gateway_serial: str) -> str:
     return f"infinity/{gateway_serial}/commands"
 
 
-def send_to_gateway(gateway_id: int, gateway_serial: str, message: dict) -> None:
+def send_to_gateway(
+    gateway_id: int, gateway_serial: str, message: dict, *, publish_in_background: bool = False
+) -> None:
     """Send ``message`` to the gateway's open sockets and, with ``MQTT_URL``, its commands topic.
 
     The broker being down is logged, not raised: the sockets and HTTP polling still deliver.
+    :func:`publish` may wait seconds for a broker that hangs: with ``publish_in_background``
+    (a caller that must never wait: an ingest thread, an MQTT network thread) it is done on a
+    thread of its own, in order.
     """
     layer = get_channel_layer()
     if layer is not None:
         async_to_sync(layer.group_send)(gateway_group(gateway_id), {"type": DEVICE_COMMAND, "command": message})
-    if settings.MQTT_URL:
-        try:
-            publish(settings.MQTT_URL, commands_topic(gateway_serial), message)
-        except OSError as exc:
-            log.warning("could not publish to gateway %s over MQTT: %s", gateway_serial, exc)
+    if not settings.MQTT_URL:
+        return
+    if publish_in_background:
+        _publications().submit(_publish_logged, settings.MQTT_URL, gateway_serial, message)
+    else:
+        _publish_logged(settings.MQTT_URL, gateway_serial, message)
+
+
+def _publish_logged(url: str, gateway_serial: str, message: dict) -> None:
+    try:
+        publish(url, commands_topic(gateway_serial), message)
+    except (OSError, RuntimeError, ValueError) as exc:  # paho: refused, timed out, not connected
+        log.warning("could not publish to gateway %s over MQTT: %s", gateway_serial, exc)
+
+
+@functools.cache
+def _publications() -> ThreadPoolExecutor:
+    # One thread: commands are rare (a switch), and keep their order.
+    return ThreadPoolExecutor(1, thread_name_prefix="gateway-publish")
+
+
+def wait_for_publications(timeout_s: float = 30.0) -> None:
+    """Return once every background publication asked for so far is done (tests, shutdown)."""
+    _publications().submit(lambda: None).result(timeout=timeout_s)
 
 
 def broker_address(url: str) -> tuple[str, int, bool]:
