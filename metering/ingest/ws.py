@@ -70,7 +70,10 @@ class IngestConsumer(WithoutConnectionHop):
         # Checking the token, decoding and storing in one hop to the ingest threads: each hop
         # costs more than decoding a binary frame, and with several threads one gateway's wait
         # for its commit does not hold up the others (Channels' database thread is one for all).
-        reply = await on_ingest_threads(receive_message)(self.gateway, self.token_hash, text_data, bytes_data)
+        try:
+            reply = await on_ingest_threads(receive_message)(self.gateway, self.token_hash, text_data, bytes_data)
+        except gateways.UNAVAILABLE as problem:  # the token check, an Event or a relay: send it again
+            reply = [error_reply(gateways.Received(problem=gateways.unavailable(problem)))]
         if reply is None:
             await self.send_json(TOKEN_REFUSED)
             await self.close(code=4401)

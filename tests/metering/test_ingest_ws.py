@@ -100,6 +100,47 @@ def test_it_answers_a_bad_frame_with_an_error_and_keeps_the_socket(house):
     assert Event.objects.filter(kind=Event.INVALID_FRAME).count() == 2
 
 
+@pytest.mark.parametrize("where", ["token check", "invalid frame's Event", "acknowledgement"])
+def test_it_answers_503_and_keeps_the_socket_while_the_database_is_out_of_reach(house, monkeypatch, where):
+    """As over HTTP and MQTT: a PostgreSQL restart is a 503 the device sends again, not a closed socket."""
+    from asgiref.sync import async_to_sync
+    from django.db import OperationalError
+
+    from metering.ingest import gateway as gateways
+    from metering.ingest import ws
+
+    def unreachable(*args, **kwargs):
+        raise OperationalError("connection to server at 127.0.0.1, port 5432 failed: Connection refused")
+
+    _, token = house
+    message = {"text_data": orjson.dumps(star_frame(seq=1)).decode()}
+    if where == "token check":
+        monkeypatch.setattr(ws, "token_is_current", unreachable)
+    elif where == "invalid frame's Event":
+        monkeypatch.setattr(gateways, "record_invalid_frame", unreachable)
+        message = {"text_data": "{not json"}
+    else:
+        monkeypatch.setattr(gateways.relays, "acknowledge", unreachable)
+        message = {"text_data": orjson.dumps({"type": "ack", "command": 1, "relay": "R1", "on": True}).decode()}
+
+    async def run():
+        communicator = connect(token)
+        await communicator.connect(timeout=10)
+        await communicator.send_to(**message)
+        refused = await receive(communicator)
+        monkeypatch.undo()
+        await communicator.send_to(text_data=orjson.dumps(star_frame(seq=1)).decode())
+        ok = await receive(communicator)
+        await communicator.disconnect()
+        return refused, ok
+
+    refused, ok = async_to_sync(run)()
+    assert refused["type"] == "error" and refused["status"] == 503
+    assert refused["error"].startswith("ingest is unavailable for a moment")
+    assert ok == {"type": "ack", "seq": 1, "status": "ok"}
+    assert not Event.objects.filter(kind=Event.INVALID_FRAME).exists()
+
+
 def test_it_forwards_relay_commands_and_applies_the_devices_acknowledgement(house, owner):
     from asgiref.sync import async_to_sync
 
