@@ -124,6 +124,8 @@ def _who_asked(command: RelayCommand | None) -> str:
         return command.requested_by.get_username()
     if command is not None and command.automation:
         return f"automation “{command.automation.name}”"
+    if command is not None and command.by_automation:
+        return "an automation since deleted"
     return "the device"
 
 

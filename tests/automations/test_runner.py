@@ -323,3 +323,16 @@ def test_a_switch_never_holds_up_ingest_on_a_broker_that_hangs(house, settings):
     finally:
         broker.wait_for_publications()  # its publication gives up (5 s) before the next test
         silent.close()
+
+
+def test_the_acknowledgement_of_a_deleted_automations_command_says_an_automation_asked(house):
+    location, _ = house
+    automation = surplus_automation(location, duration_s=0)
+    feed(location, 1500.0, [time.time()])
+    command = RelayCommand.objects.get()
+    automation.delete()
+    acknowledge(
+        Gateway.objects.get(location=location),
+        {"type": "ack", "command": command.pk, "relay": command.relay.ref, "on": True},
+    )
+    assert Event.objects.filter(message="Boiler switched on (by an automation since deleted)").exists()
