@@ -32,16 +32,25 @@ def too_large(size: int) -> JsonResponse:
     return error(f"frame too large: {size} bytes, limit {MAX_FRAME_BYTES}", None, 413)
 
 
+def refused(received: gateways.Received) -> JsonResponse:
+    response = JsonResponse(received.problem.as_dict(), status=received.status)
+    if received.retry_after_s is not None:
+        response["Retry-After"] = str(received.retry_after_s)
+    return response
+
+
+def unavailable(problem: Exception) -> JsonResponse:
+    """503 with Retry-After: the database or Redis out of reach (a restart); the device sends again."""
+    return refused(gateways.Received(problem=gateways.unavailable(problem)))
+
+
 @csrf_exempt
 @require_POST
 async def frames(request: HttpRequest) -> JsonResponse:
     try:
         return await on_ingest_threads(receive_frames)(request)
     except gateways.UNAVAILABLE as problem:  # the token's or the commands' lookup
-        busy = gateways.unavailable(problem)
-        response = JsonResponse(busy.as_dict(), status=busy.status)
-        response["Retry-After"] = str(busy.retry_after_s)
-        return response
+        return unavailable(problem)
 
 
 def receive_frames(request: HttpRequest) -> JsonResponse:
@@ -55,10 +64,7 @@ def receive_frames(request: HttpRequest) -> JsonResponse:
         return too_large(int(length))
     received = gateways.receive_frames(gateway, gateways.HTTP, lambda: parse_frames(request.body))
     if received.problem is not None:
-        response = JsonResponse(received.problem.as_dict(), status=received.status)
-        if received.retry_after_s is not None:
-            response["Retry-After"] = str(received.retry_after_s)
-        return response
+        return refused(received)
     return JsonResponse(
         {"accepted": [r.as_dict() for r in received.receipts], "commands": gateways.pending_commands(gateway)}
     )
@@ -68,6 +74,13 @@ def receive_frames(request: HttpRequest) -> JsonResponse:
 @require_POST
 def acknowledgement(request: HttpRequest) -> JsonResponse:
     """A device confirms it switched a relay: ``{"type": "ack", "command": id, "relay": ref, "on": bool}``."""
+    try:
+        return receive_acknowledgement(request)
+    except gateways.UNAVAILABLE as problem:  # the token's lookup or the relay's update
+        return unavailable(problem)
+
+
+def receive_acknowledgement(request: HttpRequest) -> JsonResponse:
     gateway = gateway_for(request.headers.get("Authorization"))
     if gateway is None:
         return unauthorized()

@@ -449,6 +449,32 @@ def test_it_refuses_a_bad_acknowledgement(client, house, ack, message):
     assert not location.output_modules.get().relays.filter(is_on=True).exists()
 
 
+@pytest.mark.parametrize("where", ["token lookup", "relay"])
+def test_it_answers_an_acknowledgement_with_503_while_the_database_is_out_of_reach(client, house, monkeypatch, where):
+    """As for frames: the device sends its acknowledgement again, it does not get a 500."""
+    from django.db import OperationalError
+
+    from metering.ingest import gateway, http
+
+    def unreachable_database(*args, **kwargs):
+        raise OperationalError("connection to server at 127.0.0.1, port 5432 failed: Connection refused")
+
+    location, token = house
+    if where == "relay":
+        monkeypatch.setattr(gateway.relays, "acknowledge", unreachable_database)
+    else:
+        monkeypatch.setattr(http, "gateway_for", unreachable_database)
+    ack = {"type": "ack", "relay": "OUT-T/1", "on": True}
+    client.raise_request_exception = False
+    response = client.post(
+        "/api/v1/ingest/acks", ack, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}"
+    )
+    assert response.status_code == 503
+    assert response["Retry-After"] == "5"
+    assert response.json()["error"].startswith("ingest is unavailable for a moment")
+    assert not location.output_modules.get().relays.filter(is_on=True).exists()
+
+
 def test_it_refuses_an_acknowledgement_for_another_locations_relay(client, house):
     _, token = house
     make_location(name="Neighbour", serial_prefix="N")
