@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 
 from tests.faults.services import FAULTS, wait_until
-from tests.faults.stack import MqttDevice, Registers, RegisterWatch, assert_counted_once
+from tests.faults.stack import STARTUP_S, MqttDevice, Registers, RegisterWatch, assert_counted_once
 
 pytestmark = FAULTS
 
@@ -26,7 +26,7 @@ def test_ingest_mqtt_resubscribes_and_stores_frames_published_after_mosquitto_re
     stack.worker("worker-1")
     ingest_mqtt = stack.ingest_mqtt()
     stack.wait_for_workers("worker-1")
-    wait_until(lambda: "subscribed to" in ingest_mqtt.output(), 30, "ingest_mqtt to subscribe")
+    wait_until(lambda: "subscribed to" in ingest_mqtt.output(), STARTUP_S, "ingest_mqtt to subscribe")
     device = MqttDevice(private_mosquitto.url, "GW-M1", house["token"], "M1")
     watch = RegisterWatch(stack.database_url, device.serial)
     device.start()
@@ -52,6 +52,7 @@ def test_ingest_mqtt_resubscribes_and_stores_frames_published_after_mosquitto_re
         f"{state['frames']} stored, {state['duplicates']} duplicates"
     )
     assert {answer.status for answer in unanswered} <= {None}, unanswered  # lost, never refused
+    assert ingest_mqtt.output().count("subscribed to") >= 2  # once at its start, again after the restart
     receipts = [answer.receipt for answer in device.answers if answer.status == 200]
     assert state["frames"] == device.sent and state["gaps"] == 0, state
     assert state["duplicates"] == receipts.count("duplicate")

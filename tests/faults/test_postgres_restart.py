@@ -16,8 +16,11 @@ from __future__ import annotations
 import signal
 import time
 
+import redis
+
+from metering.ingest.stream import entry_from, shard_of
 from tests.faults.services import FAULTS, wait_until
-from tests.faults.stack import Device, LeaseWatch, Registers, RegisterWatch, assert_counted_once
+from tests.faults.stack import SHARDS, Device, LeaseWatch, Registers, RegisterWatch, assert_counted_once
 
 pytestmark = FAULTS
 
@@ -26,6 +29,12 @@ pytestmark = FAULTS
 # the pause (SIGSTOP) before the outage cannot let one lapse.
 DOWN_S = 3.5
 LEASE_S = 2.0
+
+
+def waits_in_stream(stream: redis.Redis, serial: str) -> bool:
+    """A frame of the Power Box ``serial`` is in its shard's stream, not yet answered."""
+    entries = stream.xrange(f"ingest:{shard_of(serial, SHARDS)}")
+    return any(entry_from(fields).frames[0].powerbox == serial for _, fields in entries)
 
 
 def test_workers_retry_and_lose_no_acknowledged_frame_when_postgresql_restarts(
@@ -46,14 +55,20 @@ def test_workers_retry_and_lose_no_acknowledged_frame_when_postgresql_restarts(
     leases = LeaseWatch(stack.redis_url)
     for worker in workers:
         worker.process.send_signal(signal.SIGSTOP)
+    # Each device's next frame waits in the stream (a fixed pause could end before a loaded machine
+    # sent them, and then only the web process would meet the outage). A device sends its next
+    # frame only once the one before was answered, so from then on no answer can come ...
+    stream = redis.Redis.from_url(stack.redis_url)
+    wait_until(lambda: all(waits_in_stream(stream, device.serial) for device in devices), 15, "the next frames")
+    stream.close()
     waiting = {device.serial: len(device.answers) for device in devices}
-    time.sleep(0.3)  # each device's next frame is in the stream: no worker takes it
+    time.sleep(0.3)  # ... as long as no worker takes it
     assert {device.serial: len(device.answers) for device in devices} == waiting
     private_postgres.stop()
     down_at = time.monotonic()
     for worker in workers:
         worker.process.send_signal(signal.SIGCONT)
-    wait_until(lambda: "database:" in "".join(w.output() for w in workers), 5, "a worker meeting the outage")
+    wait_until(lambda: "database:" in "".join(w.output() for w in workers), 15, "a worker meeting the outage")
     time.sleep(DOWN_S)
     up_at = time.monotonic()
     private_postgres.start()

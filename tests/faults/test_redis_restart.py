@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 
 from tests.faults.services import FAULTS, wait_until
-from tests.faults.stack import CardSocket, Device, Registers, RegisterWatch, assert_counted_once
+from tests.faults.stack import STARTUP_S, CardSocket, Device, Registers, RegisterWatch, assert_counted_once
 
 pytestmark = FAULTS
 
@@ -34,7 +34,7 @@ def test_pushes_resume_and_no_acknowledged_frame_is_lost_when_redis_restarts(
     device = Device(web.port, house["token"], "R1")
     watch = RegisterWatch(stack.database_url, device.serial)
     device.start()
-    wait_until(lambda: browser.pushes, 30, "a first card push")
+    wait_until(lambda: browser.pushes, STARTUP_S, "a first card push")
     device.wait_for_acks(5)
 
     private_redis.stop()

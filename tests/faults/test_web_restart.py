@@ -15,7 +15,7 @@ import pytest
 
 from tests.dashboard.test_browser import CHROMIUM, LAUNCH_ARGS, require_chromium
 from tests.faults.services import FAULTS
-from tests.faults.stack import Device, Registers
+from tests.faults.stack import STARTUP_S, Device, Registers, RegisterWatch
 
 pytestmark = [*FAULTS, pytest.mark.browser]
 
@@ -33,6 +33,7 @@ def test_browser_cards_reconnect_by_themselves_when_a_web_process_restarts(make_
     web.wait_ready()
     stack.wait_for_workers("worker-1")
     device = Device(web.port, house["token"], "W1")
+    watch = RegisterWatch(stack.database_url, device.serial)
     device.start(interval_s=0.2)
     timings: dict[str, float] = {}
 
@@ -76,17 +77,19 @@ def test_browser_cards_reconnect_by_themselves_when_a_web_process_restarts(make_
             assert errors == []
 
     with ThreadPoolExecutor(1) as thread:
-        thread.submit(in_the_browser).result(timeout=90)
+        thread.submit(in_the_browser).result(timeout=STARTUP_S + 90)  # the web process starts again in it
     device.stop()
+    watch.stop()
 
     state = Registers(stack.database_url).read(device.serial)
     outcome(
         f"web process killed (SIGKILL) and back on its port after {timings['down_s']:.1f} s: the page's socket "
         f"was live again {timings['live_s']:.1f} s after the restart and its card showed a new value "
         f"{timings['card_s']:.1f} s after it, without a reload; {device.sent} frames acknowledged, "
-        f"{state['frames']} stored"
+        f"{state['frames']} stored; registers sampled {len(watch.samples)} times: never negative, down or jumping"
     )
     receipts = [answer.receipt for answer in device.answers if answer.status == 200]
     assert state["frames"] == device.sent and state["duplicates"] == receipts.count("duplicate")
     assert {answer.status for answer in device.refusals()} <= {None, 503}  # the connection lost, or no answer
     assert state["gaps"] == 0
+    assert watch.problems() == [] and len(watch.samples) > 20  # never negative, down or jumping
