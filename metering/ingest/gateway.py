@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import redis
 from django.db import InterfaceError, OperationalError
 
-from devices.models import Event, Gateway
+from devices.models import Gateway
 from metering import relays
 from metering.ingest.frames import FrameError, SampleFrame
 from metering.ingest.process import Receipt, record_invalid_frame
@@ -114,16 +114,8 @@ def refuse(gateway: Gateway | None, problem: FrameError, transport: str, *, auth
     the token travels in the message); recorded on that gateway's location all the same, so
     its owner sees someone is trying. ``gateway=None``: nothing to record it on.
     """
-    if gateway is not None and authenticated:
-        record_invalid_frame(gateway, problem, transport)
-    elif gateway is not None:
-        Event.objects.create(
-            location_id=gateway.location_id,
-            kind=Event.INVALID_FRAME,
-            module=gateway.serial,
-            message=f"{transport} message refused: {problem.message}",
-            data=problem.as_dict() | {"transport": transport},
-        )
+    if gateway is not None:
+        record_invalid_frame(gateway, problem, transport, authenticated=authenticated)
     return Received(problem=problem)
 
 

@@ -81,13 +81,18 @@ class IngestError(FrameError):
         self.status = status
 
 
-def record_invalid_frame(gateway: Gateway, problem: FrameError, transport: str) -> None:
-    """The trace of a refused frame on its location's events, whatever refused it."""
+def record_invalid_frame(gateway: Gateway, problem: FrameError, transport: str, *, authenticated: bool = True) -> None:
+    """The trace of a refused frame on its location's events, whatever refused it.
+
+    ``authenticated=False``: a message that named ``gateway`` without its valid token (MQTT, where
+    the token travels in the message), recorded all the same so its owner sees someone is trying.
+    """
+    refused = f"Invalid frame over {transport} refused" if authenticated else f"{transport} message refused"
     Event.objects.create(
         location_id=gateway.location_id,
         kind=Event.INVALID_FRAME,
         module=gateway.serial,
-        message=f"Invalid frame over {transport} refused: {problem.message}",
+        message=f"{refused}: {problem.message}",
         data={"error": problem.message, "field": problem.field, "transport": transport},
     )
 
